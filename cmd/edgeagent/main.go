@@ -1,0 +1,127 @@
+// Command edgeagent is the edge data agent: it runs a YAML flow of
+// processors over a durable bbolt repository, and inspects flows, queues
+// and provenance.
+//
+//	edgeagent run --config FILE
+//	edgeagent validate FILE...
+//	edgeagent processors [--json]
+//	edgeagent queues (--data-dir DIR | --config FILE) [--json]
+//	edgeagent provenance (--data-dir DIR | --config FILE) [--flowfile ID] [--since DURATION] [--limit N] [--json]
+//	edgeagent version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"edgeagent.dev"
+	"edgeagent.dev/internal/engine"
+	"edgeagent.dev/processors/all"
+)
+
+// Set with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+const usage = `usage: edgeagent <command> [flags]
+
+commands:
+  run --config FILE          run a flow (SIGTERM/SIGINT drain and exit, SIGHUP reloads the flow)
+  validate FILE...           check flow files; every problem is printed as FILE:LINE:COL: path: message
+  processors [--json]        list processor types with their properties and relationships
+  queues                     show each connection's queue: count, bytes, oldest age
+      (--data-dir DIR | --config FILE) [--json]
+  provenance                 show provenance events, or one flowfile's lineage
+      (--data-dir DIR | --config FILE) [--flowfile ID] [--since DURATION] [--limit N] [--json]
+  version                    print version, commit, build tags and built-in processors
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	reg := all.Registry()
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], reg, stderr)
+	case "validate":
+		err = cmdValidate(args[1:], reg, stdout, stderr)
+	case "processors":
+		err = cmdProcessors(args[1:], reg, stdout)
+	case "queues":
+		err = cmdQueues(args[1:], reg, stdout)
+	case "provenance":
+		err = cmdProvenance(args[1:], reg, stdout)
+	case "version", "--version":
+		err = cmdVersion(reg, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "edgeagent: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	var usageErr usageError
+	if errors.As(err, &usageErr) {
+		fmt.Fprintf(stderr, "edgeagent %s: %v\n", args[0], err)
+		return 2
+	}
+	var ce edgeagent.ConfigErrors
+	if errors.As(err, &ce) {
+		fmt.Fprintln(stderr, ce.Error())
+		fmt.Fprintf(stderr, "edgeagent: %d problem(s) in the flow; nothing was started\n", len(ce))
+		return 1
+	}
+	if !errors.Is(err, errReported) {
+		fmt.Fprintf(stderr, "edgeagent: %v\n", err)
+	}
+	return 1
+}
+
+type usageError struct{ error }
+
+var errReported = errors.New("already reported")
+
+func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
+	fs := newFlagSet("run")
+	cfg := fs.String("config", "", "flow file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if *cfg == "" {
+		return usageError{errors.New("--config FILE is required")}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return engine.RunAgent(ctx, engine.AgentOptions{
+		ConfigPath: *cfg, Registry: reg, Reload: reload, LogOutput: stderr, Version: version,
+	})
+}

@@ -1,0 +1,229 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"edgeagent.dev"
+	"edgeagent.dev/buffer"
+	"edgeagent.dev/internal/config"
+)
+
+// AgentOptions configure RunAgent.
+type AgentOptions struct {
+	// ConfigPath is the flow file.
+	ConfigPath string
+	// Registry holds the processor types this binary has.
+	Registry *edgeagent.Registry
+	// Reload delivers a request to reload the flow file (SIGHUP).
+	Reload <-chan struct{}
+	// LogOutput receives logs; nil means os.Stderr.
+	LogOutput io.Writer
+	// OnReady is called each time a flow is running (after start and after
+	// each reload); OnStopping when the drain begins.
+	OnReady    func()
+	OnStopping func()
+	// Version is reported by the status API.
+	Version string
+}
+
+// Agent is a running agent: the repository, the current engine and the
+// HTTP API. RunAgent creates and runs one.
+type Agent struct {
+	opts    AgentOptions
+	log     *slog.Logger
+	repo    *buffer.Repo
+	started time.Time
+
+	mu             sync.Mutex // serializes reloads
+	engine         atomic.Pointer[Engine]
+	reloads        atomic.Int64
+	reloadFailures atomic.Int64
+	lastReloadErr  atomic.Pointer[string]
+}
+
+// NewLogger builds the agent's logger from the flow's log settings.
+func NewLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	ho := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// RunAgent loads and validates the flow, opens the repository, starts the
+// HTTP API and the flow, and runs until ctx is cancelled; then it drains (no
+// new work, running sessions commit, queues stay on disk) and returns. A
+// flow that does not validate, a repository that cannot be opened or a
+// processor that cannot start make it return an error before anything runs:
+// the agent never half-starts.
+func RunAgent(ctx context.Context, opts AgentOptions) error {
+	flow, err := config.Load(opts.ConfigPath, opts.Registry)
+	if err != nil {
+		return err
+	}
+	out := opts.LogOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	log := NewLogger(out, flow.Agent.LogLevel, flow.Agent.LogFormat).With("agent", flow.Agent.ID)
+	repo, err := buffer.Open(flow.Agent.DataDir, buffer.Options{
+		MaxSize: flow.Agent.Repository.MaxSize, MaxContentSize: flow.Agent.Repository.MaxContentSize,
+		ProvenanceMaxAge: flow.Agent.Provenance.MaxAge, ProvenanceMaxSize: flow.Agent.Provenance.MaxSize,
+		Logger: log.With("component", "repository"),
+	})
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	a := &Agent{opts: opts, log: log, repo: repo, started: time.Now()}
+	eng, err := New(flow, repo, log)
+	if err != nil {
+		return err
+	}
+	var srv *http.Server
+	if flow.Agent.HTTP != "" {
+		ln, err := net.Listen("tcp", flow.Agent.HTTP)
+		if err != nil {
+			return fmt.Errorf("listening on agent.http %s: %w", flow.Agent.HTTP, err)
+		}
+		srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server failed", "err", err)
+			}
+		}()
+		log.Info("http api listening", "addr", ln.Addr().String())
+	}
+	if err := eng.Start(ctx); err != nil {
+		if srv != nil {
+			_ = srv.Close()
+		}
+		return err
+	}
+	a.engine.Store(eng)
+	log.Info("agent running", "flow", flow.File, "flow_sha256", flow.Hash, "data_dir", flow.Agent.DataDir)
+	if opts.OnReady != nil {
+		opts.OnReady()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if opts.OnStopping != nil {
+				opts.OnStopping()
+			}
+			log.Info("draining: sources stop, running sessions finish, queues stay on disk")
+			cur := a.engine.Load()
+			sctx, cancel := context.WithTimeout(context.Background(), cur.flow.Agent.ShutdownTimeout)
+			err := cur.Stop(sctx)
+			cancel()
+			if srv != nil {
+				hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
+				_ = srv.Shutdown(hctx)
+				hcancel()
+			}
+			if err != nil {
+				return fmt.Errorf("stopping flow: %w", err)
+			}
+			log.Info("agent stopped")
+			return nil
+		case <-opts.Reload:
+			a.Reload(ctx)
+		}
+	}
+}
+
+// Reload re-reads the flow file. An invalid flow, or one whose processors
+// cannot start, leaves the running flow in place; connections that remain
+// keep their flowfiles. It reports whether the new flow is running.
+func (a *Agent) Reload(ctx context.Context) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur := a.engine.Load()
+	fail := func(msg string, err error) bool {
+		a.reloadFailures.Add(1)
+		s := err.Error()
+		a.lastReloadErr.Store(&s)
+		a.log.Error(msg+"; the running flow is kept", "err", err)
+		return false
+	}
+	flow, err := config.Load(a.opts.ConfigPath, a.opts.Registry)
+	if err != nil {
+		return fail("reload refused: the flow file does not validate", err)
+	}
+	if flow.Hash == cur.flow.Hash {
+		a.log.Info("reload: flow file unchanged")
+		return true
+	}
+	old := cur.flow.Agent
+	if flow.Agent.DataDir != old.DataDir || flow.Agent.Repository != old.Repository || flow.Agent.HTTP != old.HTTP || flow.Agent.ID != old.ID {
+		return fail("reload refused", errors.New("agent.id, agent.data_dir, agent.http and agent.repository take effect only after a restart"))
+	}
+	next, err := New(flow, a.repo, a.log)
+	if err != nil {
+		return fail("reload refused: the new flow cannot be built", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, cur.flow.Agent.ShutdownTimeout)
+	_ = cur.Stop(sctx)
+	cancel()
+	if err := next.Start(ctx); err != nil {
+		fail("reload failed: the new flow did not start", err)
+		prev, perr := New(cur.flow, a.repo, a.log)
+		if perr == nil {
+			perr = prev.Start(ctx)
+		}
+		if perr != nil {
+			a.log.Error("restarting the previous flow failed", "err", perr)
+			return false
+		}
+		a.engine.Store(prev)
+		return false
+	}
+	a.engine.Store(next)
+	a.reloads.Add(1)
+	a.warnOrphans(flow)
+	a.log.Info("flow reloaded", "flow_sha256", flow.Hash)
+	if a.opts.OnReady != nil {
+		a.opts.OnReady()
+	}
+	return true
+}
+
+// warnOrphans logs queues in the repository that the flow no longer uses
+// but that still hold flowfiles.
+func (a *Agent) warnOrphans(flow *config.Flow) {
+	names, err := a.repo.Queues()
+	if err != nil {
+		return
+	}
+	used := map[string]bool{}
+	for _, c := range flow.Connections {
+		used[c.Name] = true
+	}
+	for _, n := range names {
+		if used[n] {
+			continue
+		}
+		q, err := a.repo.Queue(n, buffer.QueueConfig{})
+		if err != nil {
+			continue
+		}
+		if count, _ := q.Len(); count > 0 {
+			a.log.Warn("connection removed from the flow still holds flowfiles; they stay on disk until a flow uses it again", "connection", n, "count", count)
+		}
+	}
+}
+
+// Engine returns the running engine.
+func (a *Agent) Engine() *Engine { return a.engine.Load() }

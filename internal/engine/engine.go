@@ -1,0 +1,255 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"edgeagent.dev"
+	"edgeagent.dev/buffer"
+	"edgeagent.dev/internal/config"
+)
+
+// Engine is one running flow on an open repository. Create it with New
+// (constructors only, no I/O), then Start, then Stop. An Engine is not
+// restarted: a reload builds a new one.
+type Engine struct {
+	flow   *config.Flow
+	repo   *buffer.Repo
+	log    *slog.Logger
+	nodes  []*node
+	queues map[string]*buffer.Queue
+
+	stop    chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	running bool
+}
+
+// QueueConfig converts a connection's settings.
+func QueueConfig(c *config.Connection) buffer.QueueConfig {
+	return buffer.QueueConfig{
+		Prioritizer: buffer.Prioritizer(c.Prioritizer),
+		MaxCount:    c.MaxCount,
+		MaxBytes:    c.MaxBytes,
+		ExpireAfter: c.ExpireAfter,
+		DropOldest:  c.WhenFull == "drop_oldest",
+	}
+}
+
+// New builds the flow's processors (their constructors only check
+// configuration) and opens its queues.
+func New(flow *config.Flow, repo *buffer.Repo, log *slog.Logger) (*Engine, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{flow: flow, repo: repo, log: log, queues: map[string]*buffer.Queue{}}
+	hostname, _ := os.Hostname()
+	env := edgeagent.ExprEnv{AgentID: flow.Agent.ID, Hostname: hostname}
+	byName := map[string]*node{}
+	for _, p := range flow.Processors {
+		plog := log.With("processor", p.Name, "type", p.Type)
+		cfg, err := flow.ProcessorConfig(p, env, plog)
+		if err != nil {
+			return nil, fmt.Errorf("configuring processor %s: %w", p.Name, err)
+		}
+		if p.Spec.New == nil {
+			return nil, fmt.Errorf("creating processor %s: %s needs build tag %s: %w", p.Name, p.Type, p.Spec.BuildTag, edgeagent.ErrNotBuiltIn)
+		}
+		proc, err := p.Spec.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("creating processor %s (%s): %w", p.Name, p.Type, err)
+		}
+		n := &node{
+			name: p.Name, typ: p.Type, agentID: flow.Agent.ID, spec: p.Spec, proc: proc,
+			sched: Schedule{Period: p.Schedule.Period, Concurrency: max(1, p.Schedule.Concurrency), Yield: p.Schedule.Yield, Penalty: p.Schedule.Penalty},
+			repo:  repo, log: plog, stateDir: cfg.StateDir,
+			outputs: map[string][]*buffer.Queue{}, rels: map[string]struct{}{}, autoTerm: map[string]bool{},
+		}
+		for _, r := range p.Relationships() {
+			n.rels[r.Name] = struct{}{}
+		}
+		for _, r := range p.AutoTerminate {
+			n.autoTerm[r] = true
+		}
+		e.nodes = append(e.nodes, n)
+		byName[p.Name] = n
+	}
+	for _, c := range flow.Connections {
+		q, err := repo.Queue(c.Name, QueueConfig(c))
+		if err != nil {
+			return nil, fmt.Errorf("opening connection %s: %w", c.Name, err)
+		}
+		e.queues[c.Name] = q
+		from, to := byName[c.From], byName[c.To]
+		for _, r := range c.Relationships {
+			from.outputs[r] = append(from.outputs[r], q)
+		}
+		to.inputs = append(to.inputs, q)
+	}
+	return e, nil
+}
+
+// Flow returns the flow the engine runs.
+func (e *Engine) Flow() *config.Flow { return e.flow }
+
+// Start starts the processors (Starter.Start, in flow order) and their
+// tasks. If a processor fails to start, the ones started are stopped and
+// the error is returned: a flow never half-starts.
+func (e *Engine) Start(ctx context.Context) error {
+	for i, n := range e.nodes {
+		if err := os.MkdirAll(n.stateDir, 0o750); err != nil {
+			e.stopNodes(ctx, e.nodes[:i])
+			return fmt.Errorf("creating state directory of %s: %w", n.name, err)
+		}
+		if st, ok := n.proc.(edgeagent.Starter); ok {
+			if err := st.Start(ctx, n); err != nil {
+				e.stopNodes(ctx, e.nodes[:i+1])
+				return fmt.Errorf("starting processor %s (%s): %w", n.name, n.typ, err)
+			}
+		}
+		n.started = true
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	e.stop = make(chan struct{})
+	for _, n := range e.nodes {
+		n.prepare(e.stop)
+		for range n.sched.Concurrency {
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				n.runTask(runCtx, e.stop)
+			}()
+		}
+	}
+	e.running = true
+	e.log.Info("flow started", "processors", len(e.nodes), "connections", len(e.queues))
+	return nil
+}
+
+// Stop drains the flow: no new trigger starts, running triggers finish and
+// commit (or, past ctx's deadline, are cancelled and roll back), then the
+// processors are stopped. Queued flowfiles stay on disk.
+func (e *Engine) Stop(ctx context.Context) error {
+	if !e.running {
+		return nil
+	}
+	e.running = false
+	close(e.stop)
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.log.Warn("shutdown timeout: cancelling running triggers")
+		e.cancel()
+		<-done
+	}
+	e.cancel()
+	err := e.stopNodes(context.WithoutCancel(ctx), e.nodes)
+	e.log.Info("flow stopped")
+	return err
+}
+
+func (e *Engine) stopNodes(ctx context.Context, nodes []*node) error {
+	var errs []error
+	for _, n := range nodes {
+		if st, ok := n.proc.(edgeagent.Stopper); ok {
+			if err := st.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stopping processor %s: %w", n.name, err))
+			}
+		}
+		n.started = false
+	}
+	return errors.Join(errs...)
+}
+
+// ProcessorStatus is a processor's state for the status API.
+type ProcessorStatus struct {
+	Name          string  `json:"name"`
+	Type          string  `json:"type"`
+	In            int64   `json:"flowfiles_in"`
+	Out           int64   `json:"flowfiles_out"`
+	Triggers      int64   `json:"triggers"`
+	Failures      int64   `json:"failures"`
+	Backpressured bool    `json:"backpressure"`
+	Yielded       bool    `json:"yielded"`
+	CommitAvgMS   float64 `json:"commit_avg_ms"`
+	LastError     string  `json:"last_error,omitempty"`
+}
+
+// QueueStatus is a connection's state for the status API and CLI.
+type QueueStatus struct {
+	Name          string  `json:"name"`
+	Count         int64   `json:"count"`
+	Bytes         int64   `json:"bytes"`
+	OldestAgeSecs float64 `json:"oldest_age_seconds"`
+	MaxCount      int64   `json:"max_count"`
+	MaxBytes      int64   `json:"max_bytes"`
+	Full          bool    `json:"backpressure"`
+	Prioritizer   string  `json:"prioritizer"`
+	WhenFull      string  `json:"when_full"`
+}
+
+// Processors returns each processor's status.
+func (e *Engine) Processors() []ProcessorStatus {
+	out := make([]ProcessorStatus, 0, len(e.nodes))
+	now := time.Now().UnixNano()
+	for _, n := range e.nodes {
+		ps := ProcessorStatus{
+			Name: n.name, Type: n.typ,
+			In: n.metrics.in.Load(), Out: n.metrics.out.Load(),
+			Triggers: n.metrics.triggers.Load(), Failures: n.metrics.failures.Load(),
+			Backpressured: n.metrics.backpressured.Load(),
+			Yielded:       n.yieldUntil.Load() > now,
+		}
+		if c := n.metrics.commits.Load(); c > 0 {
+			ps.CommitAvgMS = float64(n.metrics.commitNanos.Load()) / float64(c) / 1e6
+		}
+		if s := n.metrics.lastError.Load(); s != nil {
+			ps.LastError = *s
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// QueueStatuses returns the state of the given queues.
+func QueueStatuses(qs []*buffer.Queue) ([]QueueStatus, error) {
+	out := make([]QueueStatus, 0, len(qs))
+	now := time.Now()
+	for _, q := range qs {
+		count, bytes := q.Len()
+		cfg := q.Config()
+		st := QueueStatus{Name: q.Name(), Count: count, Bytes: bytes, MaxCount: cfg.MaxCount, MaxBytes: cfg.MaxBytes,
+			Full: q.Full(), Prioritizer: string(cfg.Prioritizer), WhenFull: "backpressure"}
+		if cfg.DropOldest {
+			st.WhenFull = "drop_oldest"
+		}
+		if count > 0 {
+			t, err := q.Oldest()
+			if err != nil {
+				return nil, err
+			}
+			if !t.IsZero() {
+				st.OldestAgeSecs = now.Sub(t).Seconds()
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Queues returns the status of the flow's connections, in flow order.
+func (e *Engine) Queues() ([]QueueStatus, error) {
+	qs := make([]*buffer.Queue, 0, len(e.flow.Connections))
+	for _, c := range e.flow.Connections {
+		qs = append(qs, e.queues[c.Name])
+	}
+	return QueueStatuses(qs)
+}
