@@ -81,7 +81,7 @@ func docs(reg *edgeagent.Registry) []processorDoc {
 	var out []processorDoc
 	for _, s := range reg.Specs() {
 		d := processorDoc{Type: s.Type, Summary: s.Summary, Description: s.Description, BuiltIn: s.Available(), BuildTag: s.BuildTag,
-			Input: map[edgeagent.InputRequirement]string{edgeagent.InputAllowed: "allowed", edgeagent.InputRequired: "required", edgeagent.InputForbidden: "none (source)"}[s.Input],
+			Input:         map[edgeagent.InputRequirement]string{edgeagent.InputAllowed: "allowed", edgeagent.InputRequired: "required", edgeagent.InputForbidden: "none (source)"}[s.Input],
 			Relationships: s.Relationships, Properties: []propertyDoc{}}
 		for _, p := range s.Properties {
 			d.Properties = append(d.Properties, propertyDoc{Name: p.Name, Description: p.Description, Kind: p.Kind.String(), Required: p.Required,

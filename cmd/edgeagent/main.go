@@ -8,6 +8,7 @@
 //	edgeagent queues (--data-dir DIR | --config FILE) [--json]
 //	edgeagent provenance (--data-dir DIR | --config FILE) [--flowfile ID] [--since DURATION] [--limit N] [--json]
 //	edgeagent version
+//	edgeagent demo
 package main
 
 import (
@@ -41,6 +42,8 @@ commands:
   provenance                 show provenance events, or one flowfile's lineage
       (--data-dir DIR | --config FILE) [--flowfile ID] [--since DURATION] [--limit N] [--json]
   version                    print version, commit, build tags and built-in processors
+  demo [--duration D] [--dir DIR]
+                             run the embedded demo flow, then show its output, queues and provenance
 `
 
 func main() {
@@ -65,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdQueues(args[1:], reg, stdout)
 	case "provenance":
 		err = cmdProvenance(args[1:], reg, stdout)
+	case "demo":
+		err = cmdDemo(args[1:], reg, stdout, stderr)
 	case "version", "--version":
 		err = cmdVersion(reg, stdout)
 	case "help", "-h", "--help":
