@@ -148,7 +148,7 @@ type txState struct {
 	tx           *bolt.Tx
 	now          time.Time
 	deltas       map[*Queue]*queueDelta
-	refs         map[uint64]int64
+	refs         map[uint64]refDelta
 	content      map[uint64]*NewContent
 	events       []provenance.Event
 	housekeeping bool
@@ -159,7 +159,7 @@ func (r *Repo) runTx(batch []*commitReq) (*txState, error) {
 	st := &txState{
 		r: r, now: r.opts.Now(),
 		deltas:  map[*Queue]*queueDelta{},
-		refs:    map[uint64]int64{},
+		refs:    map[uint64]refDelta{},
 		content: map[uint64]*NewContent{},
 	}
 	err := r.db.Update(func(tx *bolt.Tx) error {
@@ -239,8 +239,8 @@ func (st *txState) applyChange(ch *Change) error {
 			return fmt.Errorf("returning to queue %s: %w", q.name, err)
 		}
 		d.bytes += rt.FlowFile.Size - old.Size
-		st.ref(old.Claim, -1)
-		st.ref(rt.FlowFile.Claim, 1)
+		st.ref(old.Claim, old.Size, -1)
+		st.ref(rt.FlowFile.Claim, rt.FlowFile.Size, 1)
 	}
 	for _, a := range ch.Add {
 		key, err := st.add(a.Queue, a.FlowFile)
@@ -259,10 +259,19 @@ func (st *txState) applyChange(ch *Change) error {
 	return nil
 }
 
-func (st *txState) ref(claim uint64, n int64) {
+func (st *txState) ref(claim uint64, size, n int64) {
 	if claim != 0 {
-		st.refs[claim] += n
+		r := st.refs[claim]
+		r.delta += n
+		r.size = size
+		st.refs[claim] = r
 	}
+}
+
+// refDelta is the change of one claim's reference count in a transaction.
+type refDelta struct {
+	delta int64
+	size  int64 // the content size, from the flowfile records
 }
 
 func (st *txState) itemValue(enq time.Time, ff *edgeagent.FlowFile) []byte {
@@ -305,7 +314,7 @@ func (st *txState) add(q *Queue, ff *edgeagent.FlowFile) ([]byte, error) {
 	d.count++
 	d.bytes += ff.Size
 	d.added = true
-	st.ref(ff.Claim, 1)
+	st.ref(ff.Claim, ff.Size, 1)
 	return key, nil
 }
 
@@ -322,7 +331,7 @@ func (st *txState) remove(q *Queue, key []byte, ff *edgeagent.FlowFile) error {
 	d.count--
 	d.bytes -= ff.Size
 	d.removed = true
-	st.ref(ff.Claim, -1)
+	st.ref(ff.Claim, ff.Size, -1)
 	return nil
 }
 
@@ -495,49 +504,64 @@ func (st *txState) housekeep() error {
 }
 
 // applyRefs stores new content that is referenced and deletes content whose
-// last reference went away.
+// last reference went away. A claim with exactly one reference (the common
+// case) has no record in the claims bucket: only shared content (clones,
+// fan-out) pays for a reference count.
 func (st *txState) applyRefs() error {
 	contentB := st.tx.Bucket(bucketContent)
 	claimsB := st.tx.Bucket(bucketClaims)
-	for claim, d := range st.refs {
+	contentB.FillPercent = 0.95
+	claimsB.FillPercent = 0.95
+	for claim, rd := range st.refs {
+		d := rd.delta
 		if nc, ok := st.content[claim]; ok {
 			if d <= 0 {
 				continue
 			}
-			var size int64
-			contentB.FillPercent = 0.95
 			for i, c := range nc.Chunks {
 				k := chunkKey(claim, uint32(i))
 				if err := contentB.Put(k[:], c); err != nil {
 					return fmt.Errorf("writing content: %w", err)
 				}
-				size += int64(len(c))
 			}
-			claimsB.FillPercent = 0.95
-			if err := claimsB.Put(claimKey(claim), claimValue(d, size)); err != nil {
-				return fmt.Errorf("writing content: %w", err)
+			if d > 1 {
+				if err := claimsB.Put(claimKey(claim), claimValue(d)); err != nil {
+					return fmt.Errorf("writing content: %w", err)
+				}
 			}
 			continue
 		}
 		if d == 0 {
 			continue
 		}
-		v := claimsB.Get(claimKey(claim))
-		if len(v) != 16 {
-			return fmt.Errorf("updating content claim %d: missing reference count: %w", claim, edgeagent.ErrRepositoryCorrupt)
+		refs, recorded := int64(1), false
+		if v := claimsB.Get(claimKey(claim)); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("updating content claim %d: malformed reference count: %w", claim, edgeagent.ErrRepositoryCorrupt)
+			}
+			refs, recorded = int64(binary.BigEndian.Uint64(v)), true
 		}
-		refs := int64(binary.BigEndian.Uint64(v)) + d
-		size := int64(binary.BigEndian.Uint64(v[8:]))
-		if refs > 0 {
-			if err := claimsB.Put(claimKey(claim), claimValue(refs, size)); err != nil {
+		refs += d
+		switch {
+		case refs > 1:
+			if err := claimsB.Put(claimKey(claim), claimValue(refs)); err != nil {
 				return fmt.Errorf("updating content claim %d: %w", claim, err)
 			}
 			continue
+		case refs == 1:
+			if recorded {
+				if err := claimsB.Delete(claimKey(claim)); err != nil {
+					return fmt.Errorf("updating content claim %d: %w", claim, err)
+				}
+			}
+			continue
 		}
-		if err := claimsB.Delete(claimKey(claim)); err != nil {
-			return fmt.Errorf("deleting content claim %d: %w", claim, err)
+		if recorded {
+			if err := claimsB.Delete(claimKey(claim)); err != nil {
+				return fmt.Errorf("deleting content claim %d: %w", claim, err)
+			}
 		}
-		for i := int64(0); i*ChunkSize < size || i == 0; i++ {
+		for i := int64(0); i*ChunkSize < rd.size || i == 0; i++ {
 			k := chunkKey(claim, uint32(i))
 			if err := contentB.Delete(k[:]); err != nil {
 				return fmt.Errorf("deleting content claim %d: %w", claim, err)
@@ -549,9 +573,8 @@ func (st *txState) applyRefs() error {
 
 func claimKey(claim uint64) []byte { return binary.BigEndian.AppendUint64(nil, claim) }
 
-func claimValue(refs, size int64) []byte {
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(refs))
-	return binary.BigEndian.AppendUint64(v, uint64(size))
+func claimValue(refs int64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(refs))
 }
 
 func (st *txState) putStats(q *Queue, d *queueDelta) error {

@@ -33,7 +33,7 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketQStats  = []byte("qstats")
 	bucketContent = []byte("content")
-	bucketClaims  = []byte("claims")
+	bucketClaims  = []byte("claims") // claim -> reference count, only for claims shared by 2+ flowfiles
 	keyFormat     = []byte("format")
 	keyCreated    = []byte("created")
 )
@@ -139,7 +139,8 @@ func Open(dir string, opts Options) (*Repo, error) {
 		return nil, err
 	}
 	if err := r.db.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketClaims).Cursor().Last(); k != nil {
+		// Chunk keys start with the claim ID: the last one is the highest claim.
+		if k, _ := tx.Bucket(bucketContent).Cursor().Last(); len(k) >= 8 {
 			r.nextClaim.Store(binary.BigEndian.Uint64(k))
 		}
 		return nil

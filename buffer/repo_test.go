@@ -116,7 +116,8 @@ func TestCommitPollConsumeSurvivesReopen(t *testing.T) {
 	require.Len(t, items, 3)
 	require.Equal(t, ids[2], items[0].FlowFile.ID)
 	require.Equal(t, []byte("hello"), readContent(t, r, items[0].FlowFile))
-	require.Equal(t, 3, countBucket(t, r, bucketClaims))
+	require.Equal(t, 3, countBucket(t, r, bucketContent))
+	require.Equal(t, 0, countBucket(t, r, bucketClaims), "unshared content has no reference record")
 }
 
 func TestLeasesAndPenalties(t *testing.T) {
@@ -160,8 +161,16 @@ func TestLargeContentChunksAndSharedClaims(t *testing.T) {
 	// A clone shares the claim: consuming the original keeps the content.
 	clone := items[0].FlowFile.Copy()
 	clone.ID = edgeagent.NewID()
-	require.NoError(t, r.Commit(context.Background(), &Change{Consume: items, Add: []Add{{Queue: q, FlowFile: clone}}}))
-	require.Equal(t, 1, countBucket(t, r, bucketClaims))
+	clone2 := clone.Copy()
+	clone2.ID = edgeagent.NewID()
+	require.NoError(t, r.Commit(context.Background(), &Change{Add: []Add{{Queue: q, FlowFile: clone}, {Queue: q, FlowFile: clone2}}}))
+	require.Equal(t, 1, countBucket(t, r, bucketClaims), "shared content has a reference count")
+	require.NoError(t, r.Commit(context.Background(), &Change{Consume: items}))
+	items, err = q.Poll(1)
+	require.NoError(t, err)
+	require.NoError(t, r.Commit(context.Background(), &Change{Consume: items}))
+	require.Equal(t, 0, countBucket(t, r, bucketClaims), "back to one reference")
+	require.Equal(t, 257, countBucket(t, r, bucketContent))
 	items, err = q.Poll(1)
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(big, readContent(t, r, items[0].FlowFile)))
@@ -273,7 +282,7 @@ func TestDropOldest(t *testing.T) {
 		}
 	}
 	require.Equal(t, []edgeagent.ID{all[0].ID, all[1].ID}, dropped)
-	require.Equal(t, 3, countBucket(t, r, bucketClaims), "dropped content is deleted")
+	require.Equal(t, 3, countBucket(t, r, bucketContent), "dropped content is deleted")
 }
 
 func TestDropOldestSkipsLeased(t *testing.T) {
