@@ -119,4 +119,3 @@ func demoReport(w io.Writer, dir string) error {
 	fmt.Fprintf(w, "\nexplore: edgeagent provenance --data-dir %s/data --flowfile %s\n", dir, lin.Root)
 	return nil
 }
-
