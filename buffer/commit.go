@@ -122,8 +122,11 @@ func (r *Repo) apply(batch []*commitReq) {
 	}
 	if err == nil {
 		st.publish()
+		r.lastErr.Store(nil)
 	} else {
 		err = fmt.Errorf("committing to %s: %w", r.path, err)
+		r.lastErr.Store(&err)
+		r.log.Error("commit failed", "err", err)
 	}
 	for _, req := range batch {
 		req.done <- err

@@ -105,6 +105,7 @@ type Repo struct {
 	mu     sync.Mutex
 	queues map[string]*Queue
 
+	lastErr  atomic.Pointer[error] // the last commit's error; nil after a success
 	used     atomic.Int64 // bytes of the file in use (file size less free pages)
 	fileSize atomic.Int64
 	evictReq atomic.Bool
@@ -266,6 +267,18 @@ func (r *Repo) Close() error {
 	close(r.stop)
 	r.wg.Wait()
 	return r.db.Close()
+}
+
+// Err returns the error of the most recent commit, or nil when it succeeded:
+// a repository that cannot write (disk full, I/O errors) is unhealthy.
+func (r *Repo) Err() error {
+	if p := r.lastErr.Load(); p != nil {
+		return *p
+	}
+	if r.closed.Load() {
+		return edgeagent.ErrRepositoryClosed
+	}
+	return nil
 }
 
 // NewClaim returns a new content claim ID.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"edgeagent.dev"
@@ -27,7 +28,7 @@ type Engine struct {
 	stop    chan struct{}
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	running bool
+	running atomic.Bool
 }
 
 // QueueConfig converts a connection's settings.
@@ -94,6 +95,9 @@ func New(flow *config.Flow, repo *buffer.Repo, log *slog.Logger) (*Engine, error
 	return e, nil
 }
 
+// Running reports whether the flow is started and not stopped.
+func (e *Engine) Running() bool { return e.running.Load() }
+
 // Flow returns the flow the engine runs.
 func (e *Engine) Flow() *config.Flow { return e.flow }
 
@@ -127,7 +131,7 @@ func (e *Engine) Start(ctx context.Context) error {
 			}()
 		}
 	}
-	e.running = true
+	e.running.Store(true)
 	e.log.Info("flow started", "processors", len(e.nodes), "connections", len(e.queues))
 	return nil
 }
@@ -136,10 +140,9 @@ func (e *Engine) Start(ctx context.Context) error {
 // commit (or, past ctx's deadline, are cancelled and roll back), then the
 // processors are stopped. Queued flowfiles stay on disk.
 func (e *Engine) Stop(ctx context.Context) error {
-	if !e.running {
+	if !e.running.CompareAndSwap(true, false) {
 		return nil
 	}
-	e.running = false
 	close(e.stop)
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()

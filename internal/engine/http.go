@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -42,8 +43,8 @@ type RepositoryStatus struct {
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if e := a.engine.Load(); e == nil || !e.running {
-			http.Error(w, "flow not running", http.StatusServiceUnavailable)
+		if err := a.Healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -84,9 +85,23 @@ func writeJSON(w http.ResponseWriter, v any, err error) {
 	_ = enc.Encode(v)
 }
 
+// Healthy returns nil while the flow runs and the repository is writable.
+func (a *Agent) Healthy() error {
+	if e := a.engine.Load(); e == nil || !e.Running() {
+		return errors.New("flow not running")
+	}
+	if err := a.repo.Err(); err != nil {
+		return fmt.Errorf("repository not writable: %w", err)
+	}
+	return nil
+}
+
 // Status returns the agent's state.
 func (a *Agent) Status() (*Status, error) {
 	e := a.engine.Load()
+	if e == nil {
+		return nil, errors.New("flow not started yet")
+	}
 	used, file, budget := a.repo.Usage()
 	st := &Status{
 		AgentID: e.flow.Agent.ID, Version: a.opts.Version, FlowFile: e.flow.File, FlowSHA256: e.flow.Hash,
