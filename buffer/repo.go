@@ -106,7 +106,7 @@ type Repo struct {
 	queues map[string]*Queue
 
 	lastErr  atomic.Pointer[error] // the last commit's error; nil after a success
-	used     atomic.Int64 // bytes of the file in use (file size less free pages)
+	used     atomic.Int64          // bytes of the file in use (file size less free pages)
 	fileSize atomic.Int64
 	evictReq atomic.Bool
 }

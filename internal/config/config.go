@@ -1,0 +1,217 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"edgeagent.dev"
+)
+
+// Defaults applied to what the flow file leaves out.
+const (
+	DefaultDataDir          = "./data" // when $STATE_DIRECTORY is not set either
+	DefaultLogLevel         = "info"
+	DefaultLogFormat        = "text"
+	DefaultShutdownTimeout  = 10 * time.Second
+	DefaultRepositorySize   = 1 << 30  // repository.max_size
+	DefaultMaxContentSize   = 64 << 20 // repository.max_content_size
+	DefaultProvenanceAge    = 24 * time.Hour
+	DefaultProvenanceSize   = 100 << 20
+	DefaultConcurrency      = 1
+	DefaultBatch            = 1
+	DefaultYield            = time.Second
+	DefaultPenalty          = 30 * time.Second
+	DefaultMaxCount         = 10000
+	DefaultMaxBytes         = 1 << 30
+	DefaultPrioritizer      = "fifo"
+	DefaultWhenFull         = "backpressure"
+	stateDirectoryVariable  = "STATE_DIRECTORY" // set by systemd's StateDirectory=
+	processorStateDirectory = "state"
+)
+
+// Allowed values of the enum settings.
+var (
+	LogLevels    = []string{"debug", "info", "warn", "error"}
+	LogFormats   = []string{"text", "json"}
+	Prioritizers = []string{"fifo", "oldest_first", "newest_first", "priority_attribute"}
+	WhenFull     = []string{"backpressure", "drop_oldest"}
+)
+
+// Flow is a parsed and validated flow file with its defaults applied.
+type Flow struct {
+	File        string // the path it was read from
+	Hash        string // sha256 of the file's bytes, hex
+	Agent       Agent
+	Processors  []*Processor // in file order
+	Connections []*Connection
+}
+
+// Agent holds the agent section.
+type Agent struct {
+	ID              string // default: the host name
+	DataDir         string // default: $STATE_DIRECTORY, else ./data
+	HTTP            string // host:port of the status server; "" disables it
+	LogLevel        string // debug, info, warn or error
+	LogFormat       string // text or json
+	ShutdownTimeout time.Duration
+	Repository      Repository
+	Provenance      Provenance
+	Line, Col       int // position of the agent section; 0 when absent
+}
+
+// Repository holds agent.repository: the disk budget.
+type Repository struct {
+	MaxSize        int64 // bytes the repository may use on disk
+	MaxContentSize int64 // the largest content of one flowfile
+}
+
+// Provenance holds agent.provenance: event retention.
+type Provenance struct {
+	MaxAge  time.Duration
+	MaxSize int64
+}
+
+// Schedule is how the engine triggers a processor.
+type Schedule struct {
+	Period      time.Duration // between triggers; 0: as soon as there is work
+	Yield       time.Duration // pause after the processor yields
+	Penalty     time.Duration // how long a penalized flowfile waits
+	Concurrency int           // goroutines triggering it at once, >= 1
+	Batch       int           // flowfiles a trigger may take, >= 1
+}
+
+// Processor is one entry of processors.
+type Processor struct {
+	Name string
+	Type string
+	Spec *edgeagent.ProcessorSpec // never nil in a Flow that Parse returned
+	// Schedule has the spec's and the agent's defaults applied.
+	Schedule Schedule
+	// Properties holds the properties set in the file (spec and dynamic
+	// ones), as written; YAML booleans are "true" or "false". Defaults are
+	// not in it: ProcessorConfig applies them.
+	Properties map[string]string
+	// Dynamic lists the dynamic property names in file order.
+	Dynamic []string
+	// AutoTerminate lists the auto-terminated relationships.
+	AutoTerminate []string
+	Line, Col     int
+}
+
+// Relationships returns the processor's relationships: the spec's fixed
+// ones, then one per dynamic property when the spec makes dynamic properties
+// relationships (RouteOnAttribute).
+func (p *Processor) Relationships() []edgeagent.Relationship {
+	rels := append([]edgeagent.Relationship(nil), p.Spec.Relationships...)
+	if p.Spec.Dynamic != nil && p.Spec.Dynamic.Relationships {
+		for _, name := range p.Dynamic {
+			if _, fixed := p.Spec.Relationship(name); fixed {
+				continue // refused by validation
+			}
+			rels = append(rels, edgeagent.Relationship{
+				Name:        name,
+				Description: fmt.Sprintf("Flowfiles routed by the dynamic property %q.", name),
+			})
+		}
+	}
+	return rels
+}
+
+// Connection is one entry of connections: a durable queue from some
+// relationships of one processor to another processor.
+type Connection struct {
+	// Name defaults to FROM/REL[+REL...]/TO.
+	Name          string
+	From, To      string
+	Relationships []string
+	MaxCount      int64         // backpressure threshold in flowfiles
+	MaxBytes      int64         // backpressure threshold in content bytes
+	ExpireAfter   time.Duration // 0: never expire
+	Prioritizer   string        // fifo, oldest_first, newest_first or priority_attribute
+	WhenFull      string        // backpressure or drop_oldest
+	Line, Col     int
+}
+
+// Load reads and parses the flow file at path. Problems with the flow are
+// returned as edgeagent.ConfigErrors; a file that cannot be read gives a
+// plain error.
+func Load(path string, reg *edgeagent.Registry) (*Flow, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading flow file: %w", err)
+	}
+	return Parse(path, data, reg)
+}
+
+// Parse parses and validates a flow file's bytes against the processor specs
+// in reg. file names the file in error messages. Every problem is reported,
+// as an edgeagent.ConfigErrors in document order; the Flow is returned only
+// when there is none. The defaults of agent.id and agent.data_dir come from
+// the host name and $STATE_DIRECTORY.
+func Parse(file string, data []byte, reg *edgeagent.Registry) (*Flow, error) {
+	if reg == nil {
+		reg = edgeagent.NewRegistry()
+	}
+	p := &parser{file: file, reg: reg}
+	f := p.parse(data)
+	if len(p.errs) > 0 {
+		p.sortErrors()
+		return nil, p.errs
+	}
+	sum := sha256.Sum256(data)
+	f.File, f.Hash = file, hex.EncodeToString(sum[:])
+	return f, nil
+}
+
+// Processor returns the processor with that name, or nil.
+func (f *Flow) Processor(name string) *Processor {
+	for _, p := range f.Processors {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// ProcessorConfig builds what p's spec New receives: every spec property
+// (defaults applied) and the dynamic properties, compiled for expressions
+// and bound to env; the agent ID; StateDir, which is DATA_DIR/state/NAME;
+// and logger (slog.Default() when nil) with the processor's name and type
+// attached.
+func (f *Flow) ProcessorConfig(p *Processor, env edgeagent.ExprEnv, logger *slog.Logger) (*edgeagent.ProcessorConfig, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg := &edgeagent.ProcessorConfig{
+		Name:       p.Name,
+		Type:       p.Type,
+		AgentID:    f.Agent.ID,
+		StateDir:   filepath.Join(f.Agent.DataDir, processorStateDirectory, p.Name),
+		Properties: make(map[string]edgeagent.PropertyValue, len(p.Spec.Properties)),
+		Logger:     logger.With("processor", p.Name, "type", p.Type),
+	}
+	for _, ps := range p.Spec.Properties {
+		raw, set := p.Properties[ps.Name]
+		if !set {
+			raw = ps.Default
+		}
+		v, err := edgeagent.NewPropertyValue(raw, set, ps.Expressions, env)
+		if err != nil {
+			return nil, fmt.Errorf("configuring processor %s: property %s: %w", p.Name, ps.Name, err)
+		}
+		cfg.Properties[ps.Name] = v
+	}
+	for _, name := range p.Dynamic {
+		v, err := edgeagent.NewPropertyValue(p.Properties[name], true, p.Spec.Dynamic.Expressions, env)
+		if err != nil {
+			return nil, fmt.Errorf("configuring processor %s: property %s: %w", p.Name, name, err)
+		}
+		cfg.Dynamic = append(cfg.Dynamic, edgeagent.DynamicProperty{Name: name, Value: v})
+	}
+	return cfg, nil
+}
