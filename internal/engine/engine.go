@@ -53,11 +53,11 @@ func New(flow *config.Flow, repo *buffer.Repo, log *slog.Logger) (*Engine, error
 	env := edgeagent.ExprEnv{AgentID: flow.Agent.ID, Hostname: hostname}
 	byName := map[string]*node{}
 	for _, p := range flow.Processors {
-		plog := log.With("processor", p.Name, "type", p.Type)
-		cfg, err := flow.ProcessorConfig(p, env, plog)
+		cfg, err := flow.ProcessorConfig(p, env, log) // adds processor and type to the logger
 		if err != nil {
 			return nil, fmt.Errorf("configuring processor %s: %w", p.Name, err)
 		}
+		plog := cfg.Logger
 		if p.Spec.New == nil {
 			return nil, fmt.Errorf("creating processor %s: %s needs build tag %s: %w", p.Name, p.Type, p.Spec.BuildTag, edgeagent.ErrNotBuiltIn)
 		}
