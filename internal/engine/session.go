@@ -245,21 +245,28 @@ func (s *session) WriteFrom(ff *edgeagent.FlowFile, r io.Reader) (*edgeagent.Flo
 	nc := &buffer.NewContent{Claim: s.repo.NewClaim()}
 	var size int64
 	limit := s.repo.MaxContentSize()
-	for {
+	for eof := false; !eof; {
 		chunk := make([]byte, buffer.ChunkSize)
-		n, err := io.ReadFull(r, chunk)
+		n := 0
+		// Fill the chunk; only io.EOF ends the content. Any other error,
+		// io.ErrUnexpectedEOF from a truncated stream included, fails.
+		for n < len(chunk) {
+			m, err := r.Read(chunk[n:])
+			n += m
+			if errors.Is(err, io.EOF) {
+				eof = true
+				break
+			}
+			if err != nil {
+				return ff, fmt.Errorf("writing content: %w", err)
+			}
+		}
 		if n > 0 {
 			size += int64(n)
 			if size > limit {
 				return ff, fmt.Errorf("writing content (limit %d, agent.repository.max_content_size): %w", limit, edgeagent.ErrContentTooLarge)
 			}
 			nc.Chunks = append(nc.Chunks, chunk[:n:n])
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
-		}
-		if err != nil {
-			return ff, fmt.Errorf("writing content: %w", err)
 		}
 	}
 	if s.state(ff) == nil {
@@ -381,14 +388,18 @@ func (s *session) Commit(ctx context.Context) error {
 			s.rollback(s.n.sched.Penalty)
 			return err
 		}
-		switch st.kind {
-		case kindCreated:
+		transient := st.kind != kindInput && st.action == actRemove
+		switch {
+		case transient:
+			// Created and removed in the same session: it never existed
+			// outside it, so it gets no events at all.
+		case st.kind == kindCreated:
 			if !st.reportedOrigin {
 				e := s.event(provenance.EventCreate, ff, now)
 				e.Updated = ff.AllAttributes()
 				created = append(created, e)
 			}
-		case kindChild:
+		case st.kind == kindChild:
 			if len(ff.Parents) == 1 {
 				p := ff.Parents[0]
 				if i, ok := forks[p]; ok {
@@ -405,11 +416,11 @@ func (s *session) Commit(ctx context.Context) error {
 				e.Updated = ff.AllAttributes()
 				created = append(created, e)
 			}
-		case kindClone:
+		case st.kind == kindClone:
 			e := s.event(provenance.EventClone, s.ffs[ff.Parents[0]].cur, now)
 			e.Children = []edgeagent.ID{ff.ID}
 			created = append(created, e)
-		case kindInput:
+		case st.kind == kindInput:
 			if st.contentChanged && !st.reportedContent {
 				modified = append(modified, s.event(provenance.EventContentModified, ff, now))
 			}
@@ -434,6 +445,9 @@ func (s *session) Commit(ctx context.Context) error {
 			ch.Return = append(ch.Return, rt)
 			continue
 		case actRemove:
+			if transient {
+				continue
+			}
 			final = append(final, s.event(provenance.EventDrop, ff, now))
 			final[len(final)-1].Details = "removed by processor"
 		case actTransfer:
@@ -462,7 +476,12 @@ func (s *session) Commit(ctx context.Context) error {
 			ch.Consume = append(ch.Consume, st.item)
 		}
 	}
-	explicit = s.events
+	for _, e := range s.events {
+		if st := s.ffs[e.FlowFileID]; st != nil && st.kind != kindInput && st.action == actRemove {
+			continue // reported on a flowfile that never left the session
+		}
+		explicit = append(explicit, e)
+	}
 	ch.Events = append(append(append(created, explicit...), modified...), final...)
 	for _, nc := range s.content {
 		ch.Content = append(ch.Content, *nc)

@@ -1,0 +1,23 @@
+package all
+
+import (
+	"edgeagent.dev"
+	"edgeagent.dev/processors"
+)
+
+// Registry returns a new registry holding the spec of every built-in
+// processor type.
+func Registry() *edgeagent.Registry {
+	r := edgeagent.NewRegistry()
+	r.MustRegister(
+		processors.CompressContentSpec(),
+		processors.GenerateFlowFileSpec(),
+		processors.GetFileSpec(),
+		processors.LogAttributeSpec(),
+		processors.MergeContentSpec(),
+		processors.PutFileSpec(),
+		processors.RouteOnAttributeSpec(),
+		processors.UpdateAttributeSpec(),
+	)
+	return r
+}

@@ -1,0 +1,35 @@
+package all
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"edgeagent.dev"
+)
+
+func TestRegistry(t *testing.T) {
+	specs := Registry().Specs()
+	require.NotEmpty(t, specs)
+	for _, s := range specs {
+		t.Run(s.Type, func(t *testing.T) {
+			require.True(t, s.Available(), "constructor")
+			require.NotEmpty(t, s.Summary)
+			require.NotEmpty(t, s.Description)
+			require.NotEmpty(t, s.Relationships)
+			seen := map[string]bool{}
+			for _, p := range s.Properties {
+				require.False(t, seen[p.Name], "duplicate property %s", p.Name)
+				seen[p.Name] = true
+				require.Regexp(t, `^[a-z][a-z0-9_]*$`, p.Name)
+				require.NotEmpty(t, p.Description, p.Name)
+				if p.Default != "" {
+					require.Empty(t, p.CheckValue(p.Default), "default of %s", p.Name)
+				}
+				if p.Kind == edgeagent.KindEnum {
+					require.NotEmpty(t, p.Allowed, p.Name)
+				}
+			}
+		})
+	}
+}
