@@ -14,10 +14,14 @@ require (
 	gopkg.in/yaml.v3 v3.0.1
 )
 
+require github.com/jonboulle/clockwork v0.5.0 // indirect
+
 require (
-	periph.io/x/conn/v3 v3.7.2 // indirect
-	periph.io/x/devices/v3 v3.7.4 // indirect
-	periph.io/x/host/v3 v3.8.5 // indirect
+	github.com/yalue/onnxruntime_go v1.36.0 // indirect
+	gocv.io/x/gocv v0.32.0 // indirect
+	periph.io/x/conn/v3 v3.7.2
+	periph.io/x/devices/v3 v3.7.4
+	periph.io/x/host/v3 v3.8.5
 )
 
 require (
