@@ -61,7 +61,23 @@ type Agent struct {
 	ShutdownTimeout time.Duration
 	Repository      Repository
 	Provenance      Provenance
-	Line, Col       int // position of the agent section; 0 when absent
+	// MQTTBroker is the embedded MQTT broker, nil when not configured.
+	MQTTBroker *MQTTBroker
+	Line, Col  int // position of the agent section; 0 when absent
+}
+
+// DefaultBrokerListen is the embedded broker's default address: loopback only.
+const DefaultBrokerListen = "127.0.0.1:1883"
+
+// MQTTBroker holds agent.mqtt_broker: an in-process MQTT broker for on-site
+// devices (and the demo).
+type MQTTBroker struct {
+	Listen         string // host:port; default 127.0.0.1:1883
+	CertFile       string // TLS certificate (PEM); with KeyFile makes the listener TLS-only
+	KeyFile        string
+	ClientCAFile   string // mutual TLS: CAs of client certificates
+	PasswordFile   string // users in mosquitto_passwd format
+	AllowAnonymous bool   // required to listen beyond loopback without authentication
 }
 
 // Repository holds agent.repository: the disk budget.

@@ -22,7 +22,8 @@ import (
 // The keys allowed in each section, in the order the messages list them.
 var (
 	topKeys        = []string{"agent", "processors", "connections"}
-	agentKeys      = []string{"id", "data_dir", "http", "log", "shutdown_timeout", "repository", "provenance"}
+	agentKeys      = []string{"id", "data_dir", "http", "log", "shutdown_timeout", "repository", "provenance", "mqtt_broker"}
+	brokerKeys     = []string{"listen", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "password_file", "allow_anonymous"}
 	logKeys        = []string{"level", "format"}
 	repositoryKeys = []string{"max_size", "max_content_size"}
 	provenanceKeys = []string{"max_age", "max_size"}
@@ -275,7 +276,43 @@ func (p *parser) agent(n *yaml.Node, path string) Agent {
 		a.Provenance.MaxAge = pm.duration(p, "max_age", a.Provenance.MaxAge, true)
 		a.Provenance.MaxSize = pm.size(p, "max_size", a.Provenance.MaxSize)
 	}
+	if bn := m.get("mqtt_broker"); bn != nil {
+		a.MQTTBroker = p.mqttBroker(bn, path+".mqtt_broker")
+	}
 	return a
+}
+
+// mqttBroker parses agent.mqtt_broker, the embedded broker.
+func (p *parser) mqttBroker(n *yaml.Node, path string) *MQTTBroker {
+	b := &MQTTBroker{Listen: DefaultBrokerListen}
+	bm := p.mapping(n, path, brokerKeys)
+	if bm == nil {
+		return b
+	}
+	if v, ok := bm.scalar(p, "listen"); ok {
+		b.Listen = v
+		p.checkHostPort(bm.get("listen"), path+".listen", v)
+	}
+	b.CertFile, _ = bm.scalar(p, "tls_cert_file")
+	b.KeyFile, _ = bm.scalar(p, "tls_key_file")
+	b.ClientCAFile, _ = bm.scalar(p, "tls_client_ca_file")
+	b.PasswordFile, _ = bm.scalar(p, "password_file")
+	if (b.CertFile == "") != (b.KeyFile == "") {
+		p.errorf(bm.pos(), path, "tls_cert_file and tls_key_file must be set together")
+	}
+	if b.ClientCAFile != "" && b.CertFile == "" {
+		p.errorf(bm.get("tls_client_ca_file"), path+".tls_client_ca_file", "mutual TLS needs tls_cert_file and tls_key_file")
+	}
+	if v, ok := bm.scalar(p, "allow_anonymous"); ok {
+		switch v {
+		case "true":
+			b.AllowAnonymous = true
+		case "false":
+		default:
+			p.errorf(bm.get("allow_anonymous"), path+".allow_anonymous", "%q is not a boolean (true or false)", v)
+		}
+	}
+	return b
 }
 
 func defaultDataDir() string {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"edgeagent.dev"
 	"edgeagent.dev/buffer"
 	"edgeagent.dev/internal/config"
+	"edgeagent.dev/transport/mqttbroker"
 )
 
 // AgentOptions configure RunAgent.
@@ -43,6 +45,7 @@ type Agent struct {
 	log     *slog.Logger
 	repo    *buffer.Repo
 	started time.Time
+	broker  *mqttbroker.Broker // the embedded MQTT broker, or nil
 
 	mu             sync.Mutex // serializes reloads
 	engine         atomic.Pointer[Engine]
@@ -91,6 +94,27 @@ func RunAgent(ctx context.Context, opts AgentOptions) error {
 	eng, err := New(flow, repo, log)
 	if err != nil {
 		return err
+	}
+	if bc := flow.Agent.MQTTBroker; bc != nil {
+		b, err := mqttbroker.New(mqttbroker.Config{
+			Listen: bc.Listen, CertFile: bc.CertFile, KeyFile: bc.KeyFile, ClientCAFile: bc.ClientCAFile,
+			PasswordFile: bc.PasswordFile, AllowAnonymous: bc.AllowAnonymous, Logger: log,
+		})
+		if err != nil {
+			return fmt.Errorf("configuring agent.mqtt_broker: %w", err)
+		}
+		if err := b.Start(ctx); err != nil {
+			return fmt.Errorf("starting agent.mqtt_broker: %w", err)
+		}
+		a.broker = b
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := b.Close(cctx); err != nil {
+				log.Warn("closing the embedded MQTT broker", "err", err)
+			}
+		}()
+		log.Info("embedded MQTT broker listening", "addr", b.Addr())
 	}
 	var srv *http.Server
 	if flow.Agent.HTTP != "" {
@@ -167,8 +191,9 @@ func (a *Agent) Reload(ctx context.Context) bool {
 		return true
 	}
 	old := cur.flow.Agent
-	if flow.Agent.DataDir != old.DataDir || flow.Agent.Repository != old.Repository || flow.Agent.HTTP != old.HTTP || flow.Agent.ID != old.ID {
-		return fail("reload refused", errors.New("agent.id, agent.data_dir, agent.http and agent.repository take effect only after a restart"))
+	if flow.Agent.DataDir != old.DataDir || flow.Agent.Repository != old.Repository || flow.Agent.HTTP != old.HTTP ||
+		flow.Agent.ID != old.ID || !reflect.DeepEqual(flow.Agent.MQTTBroker, old.MQTTBroker) {
+		return fail("reload refused", errors.New("agent.id, agent.data_dir, agent.http, agent.repository and agent.mqtt_broker take effect only after a restart"))
 	}
 	next, err := New(flow, a.repo, a.log)
 	if err != nil {
@@ -223,6 +248,14 @@ func (a *Agent) warnOrphans(flow *config.Flow) {
 			a.log.Warn("connection removed from the flow still holds flowfiles; they stay on disk until a flow uses it again", "connection", n, "count", count)
 		}
 	}
+}
+
+// BrokerAddr returns the embedded MQTT broker's address, or "".
+func (a *Agent) BrokerAddr() string {
+	if a.broker == nil {
+		return ""
+	}
+	return a.broker.Addr()
 }
 
 // Engine returns the running engine.

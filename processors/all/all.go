@@ -11,10 +11,12 @@ func Registry() *edgeagent.Registry {
 	r := edgeagent.NewRegistry()
 	r.MustRegister(
 		processors.CompressContentSpec(),
+		processors.ConsumeMQTTSpec(),
 		processors.GenerateFlowFileSpec(),
 		processors.GetFileSpec(),
 		processors.LogAttributeSpec(),
 		processors.MergeContentSpec(),
+		processors.PublishMQTTSpec(),
 		processors.PutFileSpec(),
 		processors.RouteOnAttributeSpec(),
 		processors.UpdateAttributeSpec(),

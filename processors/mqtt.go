@@ -1,0 +1,91 @@
+package processors
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"edgeagent.dev"
+	"edgeagent.dev/transport/mqtt"
+)
+
+// mqttConnectionProperties are the connection properties PublishMQTT and
+// ConsumeMQTT share.
+func mqttConnectionProperties() []edgeagent.PropertySpec {
+	return []edgeagent.PropertySpec{
+		{Name: "broker", Description: "The broker URL: tcp://host:1883, ssl://host:8883, ws://host:port/path or wss://host:port/path.", Required: true},
+		{Name: "client_id", Description: "The MQTT client ID. Default: derived from agent.id and the processor name, stable across restarts (a consumer's persistent session is keyed on it)."},
+		{Name: "username", Description: "The user name sent in CONNECT."},
+		{Name: "password_file", Description: "A file holding the password (never put the password itself in the flow)."},
+		{Name: "password_env", Description: "An environment variable holding the password."},
+		{Name: "tls_ca_file", Description: "PEM bundle of the CAs that sign the broker's certificate (default: the system roots)."},
+		{Name: "tls_cert_file", Description: "Client certificate (PEM) for mutual TLS."},
+		{Name: "tls_key_file", Description: "Client key (PEM) for mutual TLS.", Sensitive: true},
+		{Name: "tls_server_name", Description: "The name checked in the broker's certificate (default: the broker's host)."},
+		{Name: "tls_insecure_skip_verify", Description: "Skip verification of the broker's certificate (testing only).", Kind: edgeagent.KindBool, Default: "false"},
+		{Name: "keepalive", Description: "MQTT keepalive interval.", Kind: edgeagent.KindDuration, Default: "30s"},
+		{Name: "connect_timeout", Description: "Bounds dialing, the TLS handshake and CONNECT/CONNACK.", Kind: edgeagent.KindDuration, Default: "10s"},
+		{Name: "max_reconnect_interval", Description: "Cap of the exponential backoff between reconnection attempts.", Kind: edgeagent.KindDuration, Default: "30s"},
+	}
+}
+
+// mqttOptions builds transport options from the shared properties. It does
+// no I/O; the password and TLS files are read when connecting.
+func mqttOptions(cfg *edgeagent.ProcessorConfig) (mqtt.Options, error) {
+	o := mqtt.Options{
+		Broker:       cfg.Property("broker").String(),
+		ClientID:     cfg.Property("client_id").String(),
+		Username:     cfg.Property("username").String(),
+		PasswordFile: cfg.Property("password_file").String(),
+		PasswordEnv:  cfg.Property("password_env").String(),
+		CAFile:       cfg.Property("tls_ca_file").String(),
+		CertFile:     cfg.Property("tls_cert_file").String(),
+		KeyFile:      cfg.Property("tls_key_file").String(),
+		ServerName:   cfg.Property("tls_server_name").String(),
+		Logger:       cfg.Logger,
+	}
+	if o.ClientID == "" {
+		o.ClientID = mqtt.DefaultClientID(cfg.AgentID, cfg.Name)
+	}
+	var err error
+	if o.InsecureSkipVerify, err = boolProp(cfg, "tls_insecure_skip_verify"); err != nil {
+		return o, err
+	}
+	if o.KeepAlive, err = cfg.Property("keepalive").Duration(); err != nil {
+		return o, fmt.Errorf("property keepalive: %w", err)
+	}
+	if o.ConnectTimeout, err = cfg.Property("connect_timeout").Duration(); err != nil {
+		return o, fmt.Errorf("property connect_timeout: %w", err)
+	}
+	if o.MaxReconnectInterval, err = cfg.Property("max_reconnect_interval").Duration(); err != nil {
+		return o, fmt.Errorf("property max_reconnect_interval: %w", err)
+	}
+	if err := o.Validate(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// checkMQTTFiles reports unreadable credential and TLS files at start, so a
+// typo in a path stops the flow from starting instead of retrying forever.
+func checkMQTTFiles(o mqtt.Options) error {
+	for _, f := range []string{o.PasswordFile, o.CAFile, o.CertFile, o.KeyFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("checking %s: %w", f, err)
+		}
+	}
+	if o.PasswordEnv != "" {
+		if _, ok := os.LookupEnv(o.PasswordEnv); !ok {
+			return fmt.Errorf("checking password_env: environment variable %s is not set", o.PasswordEnv)
+		}
+	}
+	return nil
+}
+
+// transitURI is the provenance URI of a topic on a broker.
+func transitURI(broker, topic string) string {
+	return strings.TrimSuffix(broker, "/") + "/" + topic
+}
