@@ -40,6 +40,7 @@ func main() {
 	engDur := flag.Duration("engine", 8*time.Second, "how long to measure the engine rate")
 	big := flag.Int("queued", 1_000_000, "the large queued count for the RSS measurement")
 	child := flag.Int("rss-child", 0, "internal: fill a queue with N flowfiles and report RSS")
+	mqttN := flag.Int("mqtt", 100000, "messages for the MQTT benchmark (0 skips it)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the engine measurement to this file")
 	flag.Parse()
 	base, err := filepath.Abs(".bench")
@@ -58,6 +59,10 @@ func main() {
 	eng := engineRate(filepath.Join(base, "engine"), *engDur, *cpuProfile)
 	fmt.Printf("engine GenerateFlowFile(1KiB)->UpdateAttribute->drop: %10.0f flowfiles/s\n", eng)
 	fmt.Printf("ratio engine/raw:                                     %10.3f   (target >= 0.2, i.e. >= 30,000 flowfiles/s)\n\n", eng/raw)
+
+	if *mqttN > 0 {
+		benchMQTT(base, *mqttN)
+	}
 
 	small := runChild(1000)
 	large := runChild(*big)
@@ -152,7 +157,7 @@ processors:
     properties: {file_size: 1KiB, batch_size: 500}
   - name: update
     type: UpdateAttribute
-    schedule: {concurrency: 2}
+    schedule: {concurrency: 2, batch: 10}
     properties: {stage: benchmarked}
     auto_terminate: [success]
 connections:

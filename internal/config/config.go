@@ -98,7 +98,7 @@ type Schedule struct {
 	Yield       time.Duration // pause after the processor yields
 	Penalty     time.Duration // how long a penalized flowfile waits
 	Concurrency int           // goroutines triggering it at once, >= 1
-	Batch       int           // flowfiles a trigger may take, >= 1
+	Batch       int           // OnTrigger runs committed together in one session (NiFi's run duration), 1..1000
 }
 
 // Processor is one entry of processors.

@@ -444,7 +444,7 @@ func (p *parser) schedule(n *yaml.Node, path string, spec *edgeagent.ProcessorSp
 	s.Concurrency = int(m.integer(p, "concurrency", int64(s.Concurrency), 1, 1<<16))
 	s.Yield = m.duration(p, "yield", s.Yield, false)
 	s.Penalty = m.duration(p, "penalty", s.Penalty, false)
-	s.Batch = int(m.integer(p, "batch", int64(s.Batch), 1, 1<<20))
+	s.Batch = int(m.integer(p, "batch", int64(s.Batch), 1, 1000))
 	return s
 }
 

@@ -67,7 +67,7 @@ func New(flow *config.Flow, repo *buffer.Repo, log *slog.Logger) (*Engine, error
 		}
 		n := &node{
 			name: p.Name, typ: p.Type, agentID: flow.Agent.ID, spec: p.Spec, proc: proc,
-			sched: Schedule{Period: p.Schedule.Period, Concurrency: max(1, p.Schedule.Concurrency), Yield: p.Schedule.Yield, Penalty: p.Schedule.Penalty},
+			sched: Schedule{Period: p.Schedule.Period, Concurrency: max(1, p.Schedule.Concurrency), Yield: p.Schedule.Yield, Penalty: p.Schedule.Penalty, Batch: p.Schedule.Batch},
 			repo:  repo, log: plog, stateDir: cfg.StateDir,
 			outputs: map[string][]*buffer.Queue{}, rels: map[string]struct{}{}, autoTerm: map[string]bool{},
 		}

@@ -20,6 +20,10 @@ type Schedule struct {
 	Concurrency int           // tasks running OnTrigger at once
 	Yield       time.Duration // pause after Yield or a failure
 	Penalty     time.Duration // how long penalized flowfiles are skipped
+	// Batch is how many OnTrigger runs share one session and one commit
+	// (NiFi's run duration): fewer commits, but a crash repeats more work.
+	// A run that does nothing, yields or fails ends the batch early.
+	Batch int
 }
 
 // idle backoff bounds: a trigger that did nothing waits this long (doubling)
@@ -207,9 +211,15 @@ func (n *node) runTask(ctx context.Context, stop <-chan struct{}) {
 // trigger runs OnTrigger once and commits; it reports whether the session
 // did anything.
 func (n *node) trigger(ctx context.Context, s *session) (worked bool) {
-	n.metrics.triggers.Add(1)
 	n.yielded.Store(false)
-	err := n.callOnTrigger(ctx, s)
+	var err error
+	for i := 0; i < max(1, n.sched.Batch); i++ {
+		n.metrics.triggers.Add(1)
+		before := s.size()
+		if err = n.callOnTrigger(ctx, s); err != nil || s.size() == before || n.yielded.Load() || ctx.Err() != nil {
+			break
+		}
+	}
 	if err == nil {
 		worked = s.active()
 		if err = s.Commit(ctx); err == nil {

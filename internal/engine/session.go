@@ -354,6 +354,9 @@ func (s *session) Provenance() edgeagent.ProvenanceReporter { return reporter{s}
 func (s *session) OnCommitted(fn func())  { s.onOK = append(s.onOK, fn) }
 func (s *session) OnRolledBack(fn func()) { s.onFail = append(s.onFail, fn) }
 
+// size counts what the session did so far (flowfiles and reported events).
+func (s *session) size() int { return len(s.order) + len(s.events) }
+
 // active reports whether the session got or made anything.
 func (s *session) active() bool { return len(s.order) > 0 }
 
