@@ -64,7 +64,7 @@ func demoReport(w io.Writer, dir string) error {
 		es, _ := os.ReadDir(filepath.Join(dir, "out", sub))
 		return len(es)
 	}
-	fmt.Fprintf(w, "\n== output ==\n%s/out/alerts:  %d alert files\n%s/out/batches: %d gzip batches of readings\n", dir, count("alerts"), dir, count("batches"))
+	fmt.Fprintf(w, "\n== output ==\n%s/out/alerts:  %d alert files (each went out over MQTT QoS 1 to the embedded broker and came back)\n%s/out/batches: %d gzip batches of readings\n", dir, count("alerts"), dir, count("batches"))
 	repo, err := buffer.Open(filepath.Join(dir, "data"), buffer.Options{ReadOnly: true})
 	if err != nil {
 		return err
@@ -80,14 +80,23 @@ func demoReport(w io.Writer, dir string) error {
 	}
 	var lin *provenance.LineageGraph
 	var stats provenance.Stats
+	var mqttSent, mqttReceived int
 	err = repo.DB().View(func(tx *bolt.Tx) error {
 		var err error
 		if stats, err = provenance.ReadStats(tx); err != nil {
 			return err
 		}
-		evs, err := provenance.Latest(tx, 5000)
+		evs, err := provenance.Latest(tx, 0)
 		if err != nil {
 			return err
+		}
+		for _, e := range evs {
+			switch {
+			case e.Type == provenance.EventSend && e.Component == "publish-alert":
+				mqttSent++
+			case e.Type == provenance.EventReceive && e.Component == "consume-alert":
+				mqttReceived++
+			}
 		}
 		for i := len(evs) - 1; i >= 0; i-- {
 			if evs[i].Type == provenance.EventSend && evs[i].Component == "write-batch" {
@@ -101,6 +110,7 @@ func demoReport(w io.Writer, dir string) error {
 		return err
 	}
 	fmt.Fprintf(w, "\n== provenance: %d events ==\n", stats.Count)
+	fmt.Fprintf(w, "MQTT: %d alerts published (SEND after PUBACK), %d received (RECEIVE)\n", mqttSent, mqttReceived)
 	if lin == nil {
 		fmt.Fprintln(w, "(no batch was written yet: run longer with --duration)")
 		return nil

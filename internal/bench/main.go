@@ -153,11 +153,11 @@ agent: {id: bench, data_dir: DATA/data, repository: {max_size: 4GiB}, provenance
 processors:
   - name: gen
     type: GenerateFlowFile
-    schedule: {period: 0s, concurrency: 2}
-    properties: {file_size: 1KiB, batch_size: 500}
+    schedule: {period: 0s, concurrency: 4}
+    properties: {file_size: 1KiB, batch_size: 1000}
   - name: update
     type: UpdateAttribute
-    schedule: {concurrency: 2, batch: 10}
+    schedule: {concurrency: 4, batch: 20}
     properties: {stage: benchmarked}
     auto_terminate: [success]
 connections:
