@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PKGS := ./...
 FUZZTIME ?= 5s
 
-.PHONY: all setup build build-arm64 test test-go lint fuzz validate-configs bench demo clean
+.PHONY: all setup build build-arm64 test test-go test-arm64 lint fuzz validate-configs bench demo clean
 
 all: build
 
@@ -24,10 +24,14 @@ build-arm64:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/edgeagent-linux-arm64 ./cmd/edgeagent
 
 ## test: set up, lint, run every test with the race detector, validate the example flows, fuzz briefly
-test: setup lint test-go validate-configs fuzz
+test: setup lint test-go validate-configs fuzz test-arm64
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## test-arm64: the static arm64 agent under qemu-user-static: version, validate, a GetFile -> PutFile flow
+test-arm64:
+	scripts/test-arm64.sh
 
 lint:
 	@out=$$($$(dirname $(GO))/gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use (real brokers, emulators, tools).
-packages=(ca-certificates curl unzip git make mosquitto)
+packages=(ca-certificates curl unzip git make mosquitto systemd qemu-user-static)
 
 missing=()
 for p in "${packages[@]}"; do

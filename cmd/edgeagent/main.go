@@ -18,10 +18,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"edgeagent.dev"
 	"edgeagent.dev/internal/engine"
+	"edgeagent.dev/internal/metrics"
+	"edgeagent.dev/internal/sdnotify"
 	"edgeagent.dev/processors/all"
 )
 
@@ -126,7 +130,48 @@ func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
 			}
 		}
 	}()
+	// The agent, once RunAgent has built it: metrics and the watchdog read it.
+	var agent atomic.Pointer[engine.Agent]
+	m := metrics.New(func() (*engine.Status, error) {
+		if a := agent.Load(); a != nil {
+			return a.Status()
+		}
+		return nil, errors.New("agent not started")
+	})
+	// systemd (Type=notify): READY=1 once the flow runs, RELOADING=1 and
+	// READY=1 around reloads, STOPPING=1 when draining, and WATCHDOG=1
+	// every WatchdogSec/2 while the flow is healthy (or reloading). All
+	// no-ops without $NOTIFY_SOCKET.
+	notify := func(err error) {
+		if err != nil {
+			fmt.Fprintf(stderr, "edgeagent: systemd notification: %v\n", err)
+		}
+	}
+	healthy := func() bool {
+		a := agent.Load()
+		return a != nil && (a.Reloading() || a.Healthy() == nil)
+	}
+	wdCtx, wdStop := context.WithCancel(ctx)
+	defer wdStop()
+	var watchdog sync.Once
 	return engine.RunAgent(ctx, engine.AgentOptions{
 		ConfigPath: *cfg, Registry: reg, Reload: reload, LogOutput: stderr, Version: version,
+		Metrics: m.Handler(),
+		OnStart: func(a *engine.Agent) { agent.Store(a) },
+		OnReady: func() {
+			notify(sdnotify.Notify(sdnotify.StateReady, "STATUS=flow running"))
+			watchdog.Do(func() {
+				go func() {
+					if err := sdnotify.Run(wdCtx, healthy); err != nil && !errors.Is(err, context.Canceled) {
+						fmt.Fprintf(stderr, "edgeagent: systemd watchdog: %v\n", err)
+					}
+				}()
+			})
+		},
+		OnReloading: func() { notify(sdnotify.Reloading()) },
+		OnStopping: func() {
+			wdStop()
+			notify(sdnotify.Notify(sdnotify.StateStopping, "STATUS=draining"))
+		},
 	})
 }

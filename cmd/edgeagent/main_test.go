@@ -342,3 +342,91 @@ func TestProcessorsAndVersion(t *testing.T) {
 	require.Equal(t, 2, run([]string{"nope"}, &stdout, &stderr))
 	_ = context.Background
 }
+
+// TestSystemdNotifyAndMetrics runs the agent as systemd would (Type=notify,
+// WatchdogSec=1s): READY=1 once the flow runs, keep-alives, RELOADING=1 and
+// READY=1 around a reload (a refused one too), STOPPING=1 on SIGTERM; and
+// /metrics in the Prometheus text format while the flow runs.
+func TestSystemdNotifyAndMetrics(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	require.NoError(t, err)
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "1000000") // a keep-alive every 500ms
+	t.Setenv("WATCHDOG_PID", "")
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	// next returns the next notification that is not a keep-alive,
+	// counting the keep-alives seen on the way.
+	keepAlives := 0
+	next := func() string {
+		t.Helper()
+		for {
+			select {
+			case m := <-msgs:
+				if m == "WATCHDOG=1" {
+					keepAlives++
+					continue
+				}
+				return m
+			case <-time.After(10 * time.Second):
+				t.Fatal("no notification within 10s")
+			}
+		}
+	}
+
+	addr := freePort(t)
+	flow := `
+agent: {id: notify, data_dir: DIR/data, http: ADDR}
+processors:
+  - name: gen
+    type: GenerateFlowFile
+    schedule: {period: 50ms}
+    properties: {file_size: 10B}
+    auto_terminate: [success]
+`
+	path := writeFlow(t, dir, "flow.yaml", strings.ReplaceAll(flow, "ADDR", addr))
+	p := startAgent(t, "run", "--config", path)
+	require.Equal(t, "READY=1\nSTATUS=flow running", next())
+
+	// Metrics while the flow runs.
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") &&
+			strings.Contains(string(b), "edgeagent_status_up 1") &&
+			strings.Contains(string(b), `edgeagent_processor_flowfiles_out_total{processor="gen",type="GenerateFlowFile"}`)
+	}, 10*time.Second, 100*time.Millisecond)
+
+	// A valid reload and a refused one: RELOADING=1, then READY=1 again.
+	writeFlow(t, dir, "flow.yaml", strings.ReplaceAll(strings.ReplaceAll(flow, "ADDR", addr), "50ms", "100ms"))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.True(t, strings.HasPrefix(next(), "RELOADING=1\nMONOTONIC_USEC="))
+	require.Equal(t, "READY=1\nSTATUS=flow running", next())
+	writeFlow(t, dir, "flow.yaml", strings.ReplaceAll(flow, "ADDR", addr)+"\nbogus_key: 1\n")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	require.True(t, strings.HasPrefix(next(), "RELOADING=1\nMONOTONIC_USEC="))
+	require.Equal(t, "READY=1\nSTATUS=flow running", next())
+
+	time.Sleep(1200 * time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, "STOPPING=1\nSTATUS=draining", next())
+	require.Equal(t, 0, p.wait(t, 15*time.Second))
+	require.GreaterOrEqual(t, keepAlives, 2, "keep-alives every WatchdogSec/2 while the flow runs")
+}

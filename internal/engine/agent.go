@@ -31,9 +31,17 @@ type AgentOptions struct {
 	// LogOutput receives logs; nil means os.Stderr.
 	LogOutput io.Writer
 	// OnReady is called each time a flow is running (after start and after
-	// each reload); OnStopping when the drain begins.
-	OnReady    func()
-	OnStopping func()
+	// each reload, also one that kept the running flow); OnReloading when a
+	// reload begins; OnStopping when the drain begins.
+	OnReady     func()
+	OnReloading func()
+	OnStopping  func()
+	// OnStart is called once the agent exists (repository open, flow
+	// built), before the HTTP API serves and the flow starts.
+	OnStart func(*Agent)
+	// Metrics, when set, is served at /metrics on agent.http
+	// (internal/metrics builds it; the engine does not import Prometheus).
+	Metrics http.Handler
 	// Version is reported by the status API.
 	Version string
 }
@@ -48,6 +56,7 @@ type Agent struct {
 	broker  *mqttbroker.Broker // the embedded MQTT broker, or nil
 
 	mu             sync.Mutex // serializes reloads
+	reloading      atomic.Bool
 	engine         atomic.Pointer[Engine]
 	reloads        atomic.Int64
 	reloadFailures atomic.Int64
@@ -91,6 +100,9 @@ func RunAgent(ctx context.Context, opts AgentOptions) error {
 	}
 	defer repo.Close()
 	a := &Agent{opts: opts, log: log, repo: repo, started: time.Now()}
+	if opts.OnStart != nil {
+		opts.OnStart(a)
+	}
 	eng, err := New(flow, repo, log)
 	if err != nil {
 		return err
@@ -171,15 +183,32 @@ func RunAgent(ctx context.Context, opts AgentOptions) error {
 // Reload re-reads the flow file. An invalid flow, or one whose processors
 // cannot start, leaves the running flow in place; connections that remain
 // keep their flowfiles. It reports whether the new flow is running.
+// OnReloading is called first and OnReady last, when a flow runs.
 func (a *Agent) Reload(ctx context.Context) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.reloading.Store(true)
+	defer a.reloading.Store(false)
+	if a.opts.OnReloading != nil {
+		a.opts.OnReloading()
+	}
+	ok := a.reload(ctx)
+	if e := a.engine.Load(); a.opts.OnReady != nil && e != nil && e.Running() {
+		a.opts.OnReady()
+	}
+	return ok
+}
+
+// Reloading reports whether a reload is under way.
+func (a *Agent) Reloading() bool { return a.reloading.Load() }
+
+func (a *Agent) reload(ctx context.Context) bool {
 	cur := a.engine.Load()
 	fail := func(msg string, err error) bool {
-		a.reloadFailures.Add(1)
+		a.log.Error(msg+"; the running flow is kept", "err", err)
 		s := err.Error()
 		a.lastReloadErr.Store(&s)
-		a.log.Error(msg+"; the running flow is kept", "err", err)
+		a.reloadFailures.Add(1)
 		return false
 	}
 	flow, err := config.Load(a.opts.ConfigPath, a.opts.Registry)
@@ -219,9 +248,6 @@ func (a *Agent) Reload(ctx context.Context) bool {
 	a.reloads.Add(1)
 	a.warnOrphans(flow)
 	a.log.Info("flow reloaded", "flow_sha256", flow.Hash)
-	if a.opts.OnReady != nil {
-		a.opts.OnReady()
-	}
 	return true
 }
 

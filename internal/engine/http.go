@@ -39,9 +39,13 @@ type RepositoryStatus struct {
 	Full      bool   `json:"full"`
 }
 
-// Handler serves /healthz, /api/status, /api/queues and /api/provenance.
+// Handler serves /healthz, /api/status, /api/queues, /api/provenance and,
+// when AgentOptions.Metrics is set, /metrics.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
+	if a.opts.Metrics != nil {
+		mux.Handle("GET /metrics", a.opts.Metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.Healthy(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
