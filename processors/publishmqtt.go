@@ -187,4 +187,3 @@ func (p *publishMQTT) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext
 	}
 	return nil
 }
-
