@@ -51,6 +51,7 @@ commands:
 `
 
 func main() {
+	engine.TuneGC()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

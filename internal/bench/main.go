@@ -43,6 +43,7 @@ func main() {
 	mqttN := flag.Int("mqtt", 100000, "messages for the MQTT benchmark (0 skips it)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the engine measurement to this file")
 	flag.Parse()
+	engine.TuneGC() // as the agent binary does
 	base, err := filepath.Abs(".bench")
 	check(err)
 	if *child > 0 {

@@ -85,12 +85,12 @@ agent: {id: bench, data_dir: DATA/data, repository: {max_size: 4GiB}}
 processors:
   - name: gen
     type: GenerateFlowFile
-    schedule: {period: 0s}
+    schedule: {period: 0s, concurrency: 2, batch: 4}
     properties: {file_size: 256B, batch_size: 500}
   - name: publish
     type: PublishMQTT
-    schedule: {concurrency: 2}
-    properties: {broker: "tcp://%s", topic: bench/agent, qos: "1", max_in_flight: "2000"}
+    schedule: {concurrency: 4}
+    properties: {broker: "tcp://%s", topic: bench/agent, qos: "1", max_in_flight: "4000"}
     auto_terminate: [success, failure]
 connections:
   - {from: gen, relationship: success, to: publish, max_count: 20000}
