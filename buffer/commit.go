@@ -197,7 +197,8 @@ func (r *Repo) runTx(batch []*commitReq) (*txState, error) {
 				return err
 			}
 		}
-		return nil
+		// Every claim in this transaction was allocated before now.
+		return tx.Bucket(bucketMeta).Put(keyClaimHW, binary.BigEndian.AppendUint64(nil, r.nextClaim.Load()))
 	})
 	return st, err
 }
@@ -237,7 +238,10 @@ func (st *txState) applyChange(ch *Change) error {
 			continue
 		}
 		old := rt.Item.FlowFile
-		val := st.itemValue(rt.Item.Enqueued, rt.FlowFile)
+		val, err := st.itemValue(rt.Item.Enqueued, rt.FlowFile)
+		if err != nil {
+			return err
+		}
 		if err := st.tx.Bucket(q.items).Put(rt.Item.Key, val); err != nil {
 			return fmt.Errorf("returning to queue %s: %w", q.name, err)
 		}
@@ -263,7 +267,7 @@ func (st *txState) applyChange(ch *Change) error {
 }
 
 func (st *txState) ref(claim uint64, size, n int64) {
-	if claim != 0 {
+	if claim != 0 && !IsInline(size) {
 		r := st.refs[claim]
 		r.delta += n
 		r.size = size
@@ -277,17 +281,33 @@ type refDelta struct {
 	size  int64 // the content size, from the flowfile records
 }
 
-func (st *txState) itemValue(enq time.Time, ff *edgeagent.FlowFile) []byte {
+func (st *txState) itemValue(enq time.Time, ff *edgeagent.FlowFile) ([]byte, error) {
+	var inline []byte
+	if IsInline(ff.Size) {
+		nc := st.content[ff.Claim]
+		if nc == nil {
+			return nil, fmt.Errorf("queueing flowfile %s: its %d content bytes were not given with the change", ff.ID, ff.Size)
+		}
+		if len(nc.Chunks) == 1 {
+			inline = nc.Chunks[0]
+		} else {
+			for _, c := range nc.Chunks {
+				inline = append(inline, c...)
+			}
+		}
+		if int64(len(inline)) != ff.Size {
+			return nil, fmt.Errorf("queueing flowfile %s: %d content bytes given, its size is %d", ff.ID, len(inline), ff.Size)
+		}
+	}
 	start := len(st.buf)
-	st.buf = binary.BigEndian.AppendUint64(st.buf, uint64(enq.UnixNano()))
-	st.buf = AppendRecord(st.buf, ff)
+	st.buf = appendItem(st.buf, enq.UnixNano(), ff, inline)
 	// bbolt keeps references to values until the transaction ends: never
 	// reuse the arena's bytes, start a new one when full.
 	v := st.buf[start:len(st.buf):len(st.buf)]
-	if cap(st.buf)-len(st.buf) < 512 {
+	if cap(st.buf)-len(st.buf) < 8<<10 {
 		st.buf = make([]byte, 0, 256<<10)
 	}
-	return v
+	return v, nil
 }
 
 func (st *txState) add(q *Queue, ff *edgeagent.FlowFile) ([]byte, error) {
@@ -303,7 +323,11 @@ func (st *txState) add(q *Queue, ff *edgeagent.FlowFile) ([]byte, error) {
 	if p == FIFO {
 		items.FillPercent = 0.95
 	}
-	if err := items.Put(key, st.itemValue(st.now, ff)); err != nil {
+	val, err := st.itemValue(st.now, ff)
+	if err != nil {
+		return nil, err
+	}
+	if err := items.Put(key, val); err != nil {
 		return nil, fmt.Errorf("appending to queue %s: %w", q.name, err)
 	}
 	if p != FIFO {
@@ -376,16 +400,12 @@ func (st *txState) oldest(q *Queue, fn func(key []byte, enq time.Time, ff *edgea
 		if _, ok := leased[string(k)]; ok {
 			continue
 		}
-		if len(v) < 8 {
-			q.mu.Unlock()
-			return fmt.Errorf("reading queue %s: short item: %w", q.name, edgeagent.ErrRepositoryCorrupt)
-		}
-		ff, err := DecodeRecord(v[8:])
+		enq, ff, _, err := decodeItem(v)
 		if err != nil {
 			q.mu.Unlock()
-			return err
+			return fmt.Errorf("reading queue %s: %w", q.name, err)
 		}
-		e := entry{append([]byte(nil), k...), time.Unix(0, int64(binary.BigEndian.Uint64(v))), ff}
+		e := entry{append([]byte(nil), k...), time.Unix(0, enq), ff}
 		more, err := fn(e.key, e.enq, e.ff)
 		if err != nil {
 			q.mu.Unlock()

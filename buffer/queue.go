@@ -44,6 +44,9 @@ type Item struct {
 	Key      []byte
 	FlowFile *edgeagent.FlowFile
 	Enqueued time.Time
+	// Content is the content when it is stored inline (IsInline(Size)):
+	// pass it back in Change.Content when the flowfile is queued again.
+	Content []byte
 }
 
 // Queue is one durable connection queue. Counters and leases are in memory;
@@ -235,6 +238,7 @@ func (q *Queue) Oldest() (time.Time, error) {
 		if len(v) >= 8 {
 			t = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
 		}
+		// (the enqueue time is the first field of every item value)
 		return nil
 	})
 	return t, err
@@ -273,15 +277,15 @@ func (q *Queue) Poll(max int) ([]*Item, error) {
 				}
 				delete(q.penalized, string(k))
 			}
-			if len(v) < 8 {
-				return fmt.Errorf("polling queue %s: short item: %w", q.name, edgeagent.ErrRepositoryCorrupt)
-			}
-			ff, err := DecodeRecord(v[8:])
+			enq, ff, inline, err := decodeItem(v)
 			if err != nil {
 				return fmt.Errorf("polling queue %s: %w", q.name, err)
 			}
-			key := string(k)
-			out = append(out, &Item{Queue: q, Key: []byte(key), FlowFile: ff, Enqueued: time.Unix(0, int64(binary.BigEndian.Uint64(v)))})
+			it := &Item{Queue: q, Key: []byte(string(k)), FlowFile: ff, Enqueued: time.Unix(0, enq)}
+			if len(inline) > 0 {
+				it.Content = append([]byte(nil), inline...)
+			}
+			out = append(out, it)
 		}
 		return nil
 	})
@@ -390,7 +394,7 @@ func (q *Queue) reorder() error {
 		}
 		items, age := tx.Bucket(q.items), tx.Bucket(q.age)
 		for _, e := range all {
-			ff, err := DecodeRecord(e.v[8:])
+			_, ff, _, err := decodeItem(e.v)
 			if err != nil {
 				return err
 			}

@@ -37,6 +37,49 @@ func AppendRecord(dst []byte, ff *edgeagent.FlowFile) []byte {
 	return dst
 }
 
+// InlineMax is the largest content stored inside the queue item itself
+// instead of the content store: small flowfiles then cost no content writes,
+// deletions or reads of their own. Clones copy inline content.
+const InlineMax = 4096
+
+// IsInline reports whether content of size bytes is stored inline.
+func IsInline(size int64) bool { return size > 0 && size <= InlineMax }
+
+// appendItem appends a queue item value: the enqueue time, the record's
+// length and the record, then the inline content (if any).
+func appendItem(dst []byte, enq int64, ff *edgeagent.FlowFile, inline []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(enq))
+	rec := AppendRecord(nil, ff)
+	dst = binary.AppendUvarint(dst, uint64(len(rec)))
+	dst = append(dst, rec...)
+	return append(dst, inline...)
+}
+
+// decodeItem splits a queue item value. inline aliases v.
+func decodeItem(v []byte) (enq int64, ff *edgeagent.FlowFile, inline []byte, err error) {
+	if len(v) < 9 {
+		return 0, nil, nil, fmt.Errorf("decoding queue item: short value: %w", edgeagent.ErrRepositoryCorrupt)
+	}
+	enq = int64(binary.BigEndian.Uint64(v))
+	n, k := binary.Uvarint(v[8:])
+	if k <= 0 || n > uint64(len(v)-8-k) {
+		return 0, nil, nil, fmt.Errorf("decoding queue item: bad record length: %w", edgeagent.ErrRepositoryCorrupt)
+	}
+	rec := v[8+k : 8+k+int(n)]
+	if ff, err = DecodeRecord(rec); err != nil {
+		return 0, nil, nil, err
+	}
+	inline = v[8+k+int(n):]
+	want := 0
+	if IsInline(ff.Size) {
+		want = int(ff.Size)
+	}
+	if len(inline) != want {
+		return 0, nil, nil, fmt.Errorf("decoding queue item %s: %d inline content bytes, want %d: %w", ff.ID, len(inline), want, edgeagent.ErrRepositoryCorrupt)
+	}
+	return enq, ff, inline, nil
+}
+
 // DecodeRecord decodes a record made by AppendRecord. It never panics;
 // malformed input returns an error wrapping edgeagent.ErrRepositoryCorrupt.
 func DecodeRecord(b []byte) (*edgeagent.FlowFile, error) {

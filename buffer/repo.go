@@ -36,6 +36,7 @@ var (
 	bucketClaims  = []byte("claims") // claim -> reference count, only for claims shared by 2+ flowfiles
 	keyFormat     = []byte("format")
 	keyCreated    = []byte("created")
+	keyClaimHW    = []byte("claim-hw") // every claim ID ever committed is <= this
 )
 
 // Options configure a repository.
@@ -140,8 +141,13 @@ func Open(dir string, opts Options) (*Repo, error) {
 		return nil, err
 	}
 	if err := r.db.View(func(tx *bolt.Tx) error {
-		// Chunk keys start with the claim ID: the last one is the highest claim.
-		if k, _ := tx.Bucket(bucketContent).Cursor().Last(); len(k) >= 8 {
+		// Claim IDs must never be reused while a flowfile holds one: start
+		// above the high-water mark every commit records (and above the
+		// content store's keys, which start with the claim ID).
+		if v := tx.Bucket(bucketMeta).Get(keyClaimHW); len(v) == 8 {
+			r.nextClaim.Store(binary.BigEndian.Uint64(v))
+		}
+		if k, _ := tx.Bucket(bucketContent).Cursor().Last(); len(k) >= 8 && binary.BigEndian.Uint64(k) > r.nextClaim.Load() {
 			r.nextClaim.Store(binary.BigEndian.Uint64(k))
 		}
 		return nil

@@ -115,9 +115,9 @@ func TestCommitPollConsumeSurvivesReopen(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, items, 3)
 	require.Equal(t, ids[2], items[0].FlowFile.ID)
-	require.Equal(t, []byte("hello"), readContent(t, r, items[0].FlowFile))
-	require.Equal(t, 3, countBucket(t, r, bucketContent))
-	require.Equal(t, 0, countBucket(t, r, bucketClaims), "unshared content has no reference record")
+	require.Equal(t, []byte("hello"), items[0].Content, "small content is stored inline")
+	require.Equal(t, 0, countBucket(t, r, bucketContent))
+	require.Equal(t, 0, countBucket(t, r, bucketClaims))
 }
 
 func TestLeasesAndPenalties(t *testing.T) {
@@ -261,15 +261,16 @@ func TestDropOldest(t *testing.T) {
 	q, err := r.Queue("frames", QueueConfig{MaxCount: 3, DropOldest: true})
 	require.NoError(t, err)
 	var all []*edgeagent.FlowFile
+	frame := bytes.Repeat([]byte("f"), InlineMax+1) // in the content store
 	for range 5 {
 		ff := newFF(nil)
 		all = append(all, ff)
-		put(t, r, q, []byte("frame"), ff)
+		put(t, r, q, frame, ff)
 	}
 	require.False(t, q.Full(), "a drop_oldest queue never applies backpressure")
 	count, size := q.Len()
 	require.Equal(t, int64(3), count)
-	require.Equal(t, int64(15), size)
+	require.Equal(t, int64(3*len(frame)), size)
 	items, err := q.Poll(10)
 	require.NoError(t, err)
 	require.Equal(t, all[2].ID, items[0].FlowFile.ID)
@@ -451,4 +452,48 @@ func TestBudgetEvictsLossTolerantFirstThenFull(t *testing.T) {
 	used, fileSize, budget := r.Usage()
 	require.LessOrEqual(t, used, budget+1<<20)
 	t.Logf("used %d, file %d, budget %d, durable %d, tolerant left %d", used, fileSize, budget, dn, n)
+}
+
+func TestInlineContentMovesWithTheFlowFile(t *testing.T) {
+	r := openTest(t, "", Options{})
+	a, err := r.Queue("a", QueueConfig{})
+	require.NoError(t, err)
+	b, err := r.Queue("b", QueueConfig{})
+	require.NoError(t, err)
+	ff := newFF(nil)
+	put(t, r, a, []byte("small"), ff)
+	items, err := a.Poll(1)
+	require.NoError(t, err)
+	require.Equal(t, []byte("small"), items[0].Content)
+	// Moving it needs its content; the repository refuses a change without.
+	err = r.Commit(context.Background(), &Change{Consume: items, Add: []Add{{Queue: b, FlowFile: items[0].FlowFile}}})
+	require.ErrorContains(t, err, "content bytes were not given")
+	c1 := items[0].FlowFile.Copy()
+	c1.ID = edgeagent.NewID()
+	require.NoError(t, r.Commit(context.Background(), &Change{
+		Consume: items,
+		Add:     []Add{{Queue: b, FlowFile: items[0].FlowFile}, {Queue: b, FlowFile: c1}},
+		Content: []NewContent{{Claim: ff.Claim, Chunks: [][]byte{items[0].Content}}},
+	}))
+	moved, err := b.Poll(5)
+	require.NoError(t, err)
+	require.Len(t, moved, 2)
+	for _, it := range moved {
+		require.Equal(t, []byte("small"), it.Content)
+	}
+	require.Equal(t, 0, countBucket(t, r, bucketContent))
+	require.Equal(t, 0, countBucket(t, r, bucketClaims))
+}
+
+func TestClaimIDsAreNeverReusedAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(dir, Options{})
+	require.NoError(t, err)
+	q, err := r.Queue("a", QueueConfig{})
+	require.NoError(t, err)
+	ff := newFF(nil)
+	put(t, r, q, []byte("inline content"), ff) // no content-store key
+	require.NoError(t, r.Close())
+	r = openTest(t, dir, Options{})
+	require.Greater(t, r.NewClaim(), ff.Claim)
 }

@@ -112,6 +112,11 @@ func (s *session) GetBatch(max int) []*edgeagent.FlowFile {
 			break
 		}
 		for _, it := range items {
+			if it.Content != nil {
+				// Inline content: read with the item, and handed back to
+				// the repository with the flowfile wherever it is queued.
+				s.content[it.FlowFile.Claim] = &buffer.NewContent{Claim: it.FlowFile.Claim, Chunks: [][]byte{it.Content}}
+			}
 			out = append(out, s.track(&ffState{cur: it.FlowFile, orig: it.FlowFile, item: it, kind: kindInput}))
 		}
 	}

@@ -188,8 +188,8 @@ func (r *Runner) Output(rel string) []Output {
 	require.NoError(r.t, err)
 	out := make([]Output, 0, len(items))
 	for _, it := range items {
-		var b []byte
-		if it.FlowFile.Size > 0 {
+		b := it.Content
+		if it.FlowFile.Size > 0 && b == nil {
 			rc := r.Repo.ReadContent(it.FlowFile.Claim, it.FlowFile.Size)
 			b, err = io.ReadAll(rc)
 			require.NoError(r.t, err)
