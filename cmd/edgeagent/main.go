@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"edgeagent.dev"
+	"edgeagent.dev/inference"
 	"edgeagent.dev/internal/engine"
 	"edgeagent.dev/internal/metrics"
 	"edgeagent.dev/internal/sdnotify"
@@ -139,6 +140,7 @@ func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
 		}
 		return nil, errors.New("agent not started")
 	})
+	m.MustRegister(inference.Collectors()...)
 	// systemd (Type=notify): READY=1 once the flow runs, RELOADING=1 and
 	// READY=1 around reloads, STOPPING=1 when draining, and WATCHDOG=1
 	// every WatchdogSec/2 while the flow is healthy (or reloading). All

@@ -10,6 +10,7 @@ import (
 func Registry() *edgeagent.Registry {
 	r := edgeagent.NewRegistry()
 	r.MustRegister(
+		processors.ApplyONNXModelSpec(),
 		processors.CompressContentSpec(),
 		processors.ConsumeMQTTSpec(),
 		processors.GenerateFlowFileSpec(),
