@@ -17,12 +17,13 @@ import (
 // duplicates a crash can cause.
 const batchSize = 100
 
-// inputBatch takes up to max queued flowfiles; when none is queued it yields
-// and returns nil.
-func inputBatch(pc edgeagent.ProcessContext, s edgeagent.ProcessSession, max int) []*edgeagent.FlowFile {
+// inputBatch takes up to max queued flowfiles, or returns nil when none is
+// available. It does not yield: with several tasks, one finding the queue
+// empty (the others took it) must not pause them all; the engine waits for
+// new input by itself.
+func inputBatch(_ edgeagent.ProcessContext, s edgeagent.ProcessSession, max int) []*edgeagent.FlowFile {
 	batch := s.GetBatch(max)
 	if len(batch) == 0 {
-		pc.Yield()
 		return nil
 	}
 	return batch

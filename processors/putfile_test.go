@@ -142,10 +142,10 @@ func TestPutFilePermissionsAndEmptyContent(t *testing.T) {
 	require.Zero(t, info.Size())
 }
 
-func TestPutFileYieldsWithoutInput(t *testing.T) {
+func TestPutFileDoesNotYieldWithoutInput(t *testing.T) {
 	r := enginetest.NewRunner(t, processors.PutFileSpec(), map[string]string{"directory": t.TempDir()})
 	r.Run(1)
-	require.True(t, r.Yielded())
+	require.False(t, r.Yielded())
 }
 
 func TestPutFileConfigErrors(t *testing.T) {

@@ -61,10 +61,10 @@ func TestRouteOnAttribute(t *testing.T) {
 	}, routes)
 }
 
-func TestRouteOnAttributeYieldsWithoutInput(t *testing.T) {
+func TestRouteOnAttributeDoesNotYieldWithoutInput(t *testing.T) {
 	r := enginetest.NewRunner(t, processors.RouteOnAttributeSpec(), map[string]string{"a": "${x:equals('1')}"})
 	r.Run(1)
-	require.True(t, r.Yielded())
+	require.False(t, r.Yielded())
 }
 
 func TestRouteOnAttributeConfigErrors(t *testing.T) {

@@ -86,7 +86,8 @@ func TestUpdateAttributeBatchAndNoChange(t *testing.T) {
 	r.Run(1)
 	require.Len(t, r.Output("success"), 50)
 	r.Run(1)
-	require.True(t, r.Yielded())
+	require.False(t, r.Yielded())
+	require.Empty(t, r.Output("success"))
 }
 
 func TestUpdateAttributeEvaluationErrorPenalizes(t *testing.T) {
