@@ -49,6 +49,10 @@ type NewContent struct {
 	Chunks [][]byte
 }
 
+// releaseInterval is how often the committer drops the file mapping's
+// resident pages (see releaseMappedPages).
+const releaseInterval = 100 * time.Millisecond
+
 type commitReq struct {
 	change       *Change
 	housekeeping bool
@@ -133,6 +137,10 @@ func (r *Repo) apply(batch []*commitReq) {
 	}
 	if err == nil && st.housekeeping {
 		r.refreshUsage()
+	}
+	if now := time.Now(); now.Sub(r.lastRelease) >= releaseInterval {
+		r.lastRelease = now
+		r.releaseMappedPages()
 	}
 }
 

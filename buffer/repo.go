@@ -110,6 +110,8 @@ type Repo struct {
 	used     atomic.Int64          // bytes of the file in use (file size less free pages)
 	fileSize atomic.Int64
 	evictReq atomic.Bool
+
+	lastRelease time.Time // committer goroutine only
 }
 
 // Open opens (or creates) the repository in dir. It fails at once with
