@@ -60,7 +60,7 @@ test: setup lint test-go validate-configs fuzz test-arm64
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
-	$(GO) test -race -count=1 -timeout 20m -tags $(TAGS) ./inference/... ./processors/...
+	$(GO) test -race -count=1 -timeout 20m -tags $(TAGS) ./inference/... ./processors/... ./internal/camera/...
 
 ## test-arm64: the static arm64 agent under qemu-user-static: version, validate, a GetFile -> PutFile flow
 test-arm64:
@@ -83,7 +83,7 @@ fuzz:
 
 ## bench: throughput and memory against the raw limits, measured in the same run
 bench: setup
-	$(GO) run ./internal/bench
+	$(GO) run -tags $(TAGS) ./internal/bench
 	$(GO) test -tags $(TAGS) -run '^$$' -bench ApplyONNXModel -benchtime 100x ./processors/
 
 ## demo: set up, build and run the demo flow on embedded defaults

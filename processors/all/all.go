@@ -11,6 +11,7 @@ func Registry() *edgeagent.Registry {
 	r := edgeagent.NewRegistry()
 	r.MustRegister(
 		processors.ApplyONNXModelSpec(),
+		processors.CaptureFrameSpec(),
 		processors.CompressContentSpec(),
 		processors.ConsumeMQTTSpec(),
 		processors.GenerateFlowFileSpec(),
@@ -19,6 +20,7 @@ func Registry() *edgeagent.Registry {
 		processors.GetFileSpec(),
 		processors.LogAttributeSpec(),
 		processors.MergeContentSpec(),
+		processors.MotionDetectorSpec(),
 		processors.PublishMQTTSpec(),
 		processors.PutFileSpec(),
 		processors.ReadGPIOSpec(),

@@ -13,7 +13,10 @@ func TestRegistry(t *testing.T) {
 	require.NotEmpty(t, specs)
 	for _, s := range specs {
 		t.Run(s.Type, func(t *testing.T) {
-			require.True(t, s.Available(), "constructor")
+			if !s.Available() {
+				// Known but not in this build: validation names the tag.
+				require.NotEmpty(t, s.BuildTag, "a type without constructor names its build tag")
+			}
 			require.NotEmpty(t, s.Summary)
 			require.NotEmpty(t, s.Description)
 			require.NotEmpty(t, s.Relationships)

@@ -1,0 +1,237 @@
+package camera
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Frame is one captured, encoded frame.
+type Frame struct {
+	Data     []byte // JPEG, PNG or raw BGR bytes
+	Width    int
+	Height   int
+	Channels int       // 3 (BGR)
+	Seq      uint64    // the capture sequence number: frames skipped leave gaps
+	Time     time.Time // when the frame was grabbed
+	// SkippedBefore is how many captured frames were skipped between the
+	// previous frame taken and this one; set by Slot.Take.
+	SkippedBefore uint64
+}
+
+// Limits of a lossless slot's buffer: frames decoded ahead while earlier
+// ones are being committed, so that a flow whose commits wait for the disk
+// still keeps up with the decoder (each commit then carries several
+// frames). At least one frame is always let in, whatever its size.
+const (
+	BufferFrames = 64
+	BufferBytes  = 16 << 20
+)
+
+// Slot is the buffer between a Grabber and the processor. It is safe for
+// concurrent use.
+//
+// A live slot holds one frame, the latest: Offer replaces a frame nobody
+// took and counts it as skipped. A lossless slot (video files, image
+// directories) never drops a frame: it is a small FIFO (BufferFrames,
+// BufferBytes, counting frames taken but not yet committed) whose Put waits
+// for room; frames whose session committed are released with Done, and
+// frames whose session rolled back are put back in front with Requeue, to
+// be taken again in order.
+type Slot struct {
+	lossless bool
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every change
+	ready    []*Frame      // waiting to be taken, oldest first
+	inFlight []*Frame      // lossless: taken, not yet committed
+	bytes    int           // lossless: the bytes of ready and inFlight
+	pending  uint64        // frames skipped since the last frame taken
+	ended    bool
+	endErr   error
+
+	skipped uint64 // every frame skipped
+	emitted uint64 // frames whose session committed
+}
+
+// NewSlot returns an empty slot; lossless for video files and image
+// directories, live otherwise.
+func NewSlot(lossless bool) *Slot {
+	return &Slot{lossless: lossless, changed: make(chan struct{})}
+}
+
+// notifyLocked wakes every waiter.
+func (s *Slot) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Offer stores f as the latest frame (live slots). A frame that was
+// waiting is dropped and counted as skipped; Offer reports whether one was.
+func (s *Slot) Offer(f *Frame) (dropped bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ready) > 0 {
+		s.pending += uint64(len(s.ready))
+		s.skipped += uint64(len(s.ready))
+		dropped = true
+	}
+	s.ready = append(s.ready[:0], f)
+	s.notifyLocked()
+	return dropped
+}
+
+// Put appends f once there is room (lossless slots). It returns ctx's
+// error if ctx ends first.
+func (s *Slot) Put(ctx context.Context, f *Frame) error {
+	for {
+		s.mu.Lock()
+		n := len(s.ready) + len(s.inFlight)
+		if n == 0 || n < BufferFrames && s.bytes+len(f.Data) <= BufferBytes {
+			s.ready = append(s.ready, f)
+			s.bytes += len(f.Data)
+			s.notifyLocked()
+			s.mu.Unlock()
+			return nil
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Skip counts n captured frames that were dropped before reaching the slot
+// (read while the flow had backpressure), and drops the frame waiting in a
+// live slot too, which is older still.
+func (s *Slot) Skip(n uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.lossless && len(s.ready) > 0 {
+		n += uint64(len(s.ready))
+		s.ready = s.ready[:0]
+	}
+	s.pending += n
+	s.skipped += n
+}
+
+// Take returns up to limit waiting frames, oldest first, waiting up to
+// maxWait for the first. It returns nothing when none came, and ErrEnded
+// once the source ended and every frame was taken and committed. The
+// first frame's SkippedBefore is set.
+func (s *Slot) Take(ctx context.Context, limit int, maxWait time.Duration) ([]*Frame, error) {
+	var timeout <-chan time.Time
+	for {
+		s.mu.Lock()
+		if len(s.ready) > 0 {
+			n := min(max(1, limit), len(s.ready))
+			out := slices.Clone(s.ready[:n])
+			s.ready = slices.Delete(s.ready, 0, n)
+			out[0].SkippedBefore = s.pending
+			s.pending = 0
+			if s.lossless {
+				s.inFlight = append(s.inFlight, out...)
+			}
+			s.notifyLocked()
+			s.mu.Unlock()
+			return out, nil
+		}
+		if s.ended {
+			busy, err := len(s.inFlight) > 0, s.endErr
+			s.mu.Unlock()
+			switch {
+			case busy:
+				return nil, nil
+			case err != nil:
+				return nil, err
+			}
+			return nil, ErrEnded
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		if timeout == nil {
+			if maxWait <= 0 {
+				return nil, nil
+			}
+			t := time.NewTimer(maxWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, nil
+		}
+	}
+}
+
+// Done records that the session holding frames committed.
+func (s *Slot) Done(frames []*Frame) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.emitted += uint64(len(frames))
+	if s.lossless {
+		for _, f := range frames {
+			if i := slices.Index(s.inFlight, f); i >= 0 {
+				s.inFlight = slices.Delete(s.inFlight, i, i+1)
+				s.bytes -= len(f.Data)
+			}
+		}
+	}
+	s.notifyLocked()
+}
+
+// Requeue gives back frames taken by a session that rolled back. A
+// lossless slot delivers them again, first; a live slot delivers the frame
+// again only if no newer frame was captured meanwhile, and otherwise counts
+// it as skipped.
+func (s *Slot) Requeue(frames []*Frame) {
+	if len(frames) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.notifyLocked()
+	if s.lossless {
+		var back []*Frame
+		for _, f := range frames {
+			if i := slices.Index(s.inFlight, f); i >= 0 {
+				s.inFlight = slices.Delete(s.inFlight, i, i+1)
+				back = append(back, f)
+			}
+		}
+		s.ready = append(back, s.ready...)
+		return
+	}
+	f := frames[len(frames)-1]
+	if len(s.ready) == 0 && s.pending == 0 {
+		s.ready = append(s.ready, f)
+		s.pending = f.SkippedBefore
+		return
+	}
+	s.pending += f.SkippedBefore + 1
+	s.skipped++
+}
+
+// End marks the end of the source: once the frames left are taken, Take
+// returns err, or ErrEnded when err is nil.
+func (s *Slot) End(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	s.endErr = err
+	s.notifyLocked()
+}
+
+// counts returns the skipped and emitted totals.
+func (s *Slot) counts() (skipped, emitted uint64, ended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.skipped, s.emitted, s.ended
+}
