@@ -152,6 +152,7 @@ type queueDelta struct {
 	penalize     map[string]time.Time
 	added        bool
 	removed      bool
+	returned     bool // leased items went back in place: Poll must rescan
 }
 
 type txState struct {
@@ -236,6 +237,7 @@ func (st *txState) applyChange(ch *Change) error {
 		q, d := rt.Item.Queue, st.delta(rt.Item.Queue)
 		d.unlease = append(d.unlease, rt.Item.Key)
 		d.added = true
+		d.returned = true
 		if rt.Penalty > 0 {
 			if d.penalize == nil {
 				d.penalize = map[string]time.Time{}
@@ -625,6 +627,9 @@ func (st *txState) publish() {
 		q.mu.Lock()
 		q.count += d.count
 		q.bytes += d.bytes
+		if d.returned {
+			q.hint = nil
+		}
 		for _, k := range d.unlease {
 			delete(q.leased, string(k))
 			delete(q.penalized, string(k))

@@ -64,6 +64,10 @@ type Queue struct {
 	seq       uint64
 	leased    map[string]struct{}
 	penalized map[string]time.Time
+	// hint, for fifo queues, is a key before which every item is leased:
+	// Poll starts there instead of skipping the leased head of the queue
+	// one by one. nil means "scan from the start".
+	hint []byte
 	ready     chan struct{} // signalled when flowfiles are added or released
 	drained   chan struct{} // signalled when flowfiles leave
 }
@@ -261,18 +265,28 @@ func (q *Queue) Poll(max int) ([]*Item, error) {
 	}
 	now := q.repo.opts.Now()
 	var out []*Item
+	var newHint []byte // the first key not known to be leased
 	err := q.repo.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(q.items)
 		if b == nil {
 			return nil
 		}
 		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(out) < max; k, v = c.Next() {
+		var k, v []byte
+		if q.cfg.Prioritizer == FIFO && q.hint != nil {
+			k, v = c.Seek(q.hint)
+		} else {
+			k, v = c.First()
+		}
+		for ; k != nil && len(out) < max; k, v = c.Next() {
 			if _, ok := q.leased[string(k)]; ok {
 				continue
 			}
 			if until, ok := q.penalized[string(k)]; ok {
 				if now.Before(until) {
+					if newHint == nil {
+						newHint = append([]byte(nil), k...)
+					}
 					continue
 				}
 				delete(q.penalized, string(k))
@@ -287,11 +301,22 @@ func (q *Queue) Poll(max int) ([]*Item, error) {
 			}
 			out = append(out, it)
 		}
+		if q.cfg.Prioritizer == FIFO && newHint == nil {
+			switch {
+			case k != nil:
+				newHint = append([]byte(nil), k...)
+			case len(out) > 0: // everything up to the end is leased now
+				newHint = append(append([]byte(nil), out[len(out)-1].Key...), 0)
+			default:
+				newHint = q.hint
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	q.hint = newHint
 	for _, it := range out {
 		q.leased[string(it.Key)] = struct{}{}
 	}
@@ -302,6 +327,7 @@ func (q *Queue) Poll(max int) ([]*Item, error) {
 // penalty they are skipped by Poll until it has passed.
 func (q *Queue) Release(items []*Item, penalty time.Duration) {
 	q.mu.Lock()
+	q.hint = nil // released items are available again, wherever they are
 	until := q.repo.opts.Now().Add(penalty)
 	for _, it := range items {
 		delete(q.leased, string(it.Key))
@@ -410,6 +436,7 @@ func (q *Queue) reorder() error {
 		}
 		q.leased = map[string]struct{}{}
 		q.penalized = map[string]time.Time{}
+		q.hint = nil
 		return q.putStats(tx)
 	})
 }

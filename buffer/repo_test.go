@@ -497,3 +497,40 @@ func TestClaimIDsAreNeverReusedAfterReopen(t *testing.T) {
 	r = openTest(t, dir, Options{})
 	require.Greater(t, r.NewClaim(), ff.Claim)
 }
+
+func TestPollSkipsTheLeasedHeadAndSeesReturnedItems(t *testing.T) {
+	r := openTest(t, "", Options{})
+	q, err := r.Queue("q", QueueConfig{})
+	require.NoError(t, err)
+	var ids []edgeagent.ID
+	for range 6 {
+		ff := newFF(nil)
+		ids = append(ids, ff.ID)
+		put(t, r, q, nil, ff)
+	}
+	idsOf := func(items []*Item) []edgeagent.ID {
+		var out []edgeagent.ID
+		for _, it := range items {
+			out = append(out, it.FlowFile.ID)
+		}
+		return out
+	}
+	p1, err := q.Poll(2)
+	require.NoError(t, err)
+	p2, err := q.Poll(2)
+	require.NoError(t, err)
+	require.Equal(t, ids[2:4], idsOf(p2))
+	// p1[0] goes back in place (a session returned it), p1[1] is consumed.
+	require.NoError(t, r.Commit(context.Background(), &Change{Consume: p1[1:], Return: []Returned{{Item: p1[0]}}}))
+	p3, err := q.Poll(10)
+	require.NoError(t, err)
+	require.Equal(t, []edgeagent.ID{ids[0], ids[4], ids[5]}, idsOf(p3))
+	put(t, r, q, nil, newFF(nil))
+	p4, err := q.Poll(10)
+	require.NoError(t, err)
+	require.Len(t, p4, 1, "an item appended after the leased head is found")
+	q.Release(p2, 0)
+	p5, err := q.Poll(10)
+	require.NoError(t, err)
+	require.Equal(t, ids[2:4], idsOf(p5))
+}
