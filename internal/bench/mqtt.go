@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -97,6 +98,12 @@ connections:
 `, addr))
 	defer stopFlow(eng, repo)
 	time.Sleep(time.Second)
+	if p := os.Getenv("BENCH_MQTT_PROFILE"); p != "" {
+		f, err := os.Create(p)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
 	n0, t0, cpu0 := processed(eng, "publish"), time.Now(), cpuSeconds()
 	for processed(eng, "publish")-n0 < int64(n) {
 		time.Sleep(5 * time.Millisecond)

@@ -7,9 +7,11 @@ package main
 //     '-s -w') for amd64 and arm64;
 //   - the resident memory (VmRSS) of that agent running an idle flow, 3 s
 //     after it reported the flow running;
-//   - the time from exec to the first flowfile committed through a flow
-//     (GenerateFlowFile -> PutFile: the file PutFile writes appears after
-//     both sessions committed), the median of several runs.
+//   - the time from exec to the first flowfile through a flow: a
+//     GenerateFlowFile -> PutFile flow on a new repository, until the file
+//     PutFile writes appears (after GenerateFlowFile's session, with its
+//     CREATE event, was committed and fsynced, and PutFile wrote, fsynced
+//     and renamed the file), the median of several runs.
 
 import (
 	"bufio"
@@ -160,7 +162,7 @@ func (p *agentProc) stop() {
 func idleRSS(bin, dir string) (rss, hwm int64) {
 	check(os.MkdirAll(filepath.Join(dir, "in"), 0o750))
 	p := startAgent(bin, dir, `
-agent: {id: bench-idle, data_dir: DIR/data, log: {level: warn}}
+agent: {id: bench-idle, data_dir: DIR/data}
 processors:
   - name: pick-up
     type: GetFile
@@ -173,11 +175,11 @@ processors:
 connections:
   - {from: pick-up, relationship: success, to: store}
 `)
-	// At level warn the agent logs nothing while healthy; give it the time
-	// a start takes, then measure.
 	select {
 	case <-p.running:
-	case <-time.After(2 * time.Second):
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		check(fmt.Errorf("the idle agent did not start within 10s:\n%s", p.log.String()))
 	}
 	time.Sleep(3 * time.Second)
 	rss = procStatusOf(p.cmd.Process.Pid, "VmRSS")
@@ -187,8 +189,8 @@ connections:
 }
 
 // firstFlowFile measures from exec to the first file PutFile wrote: the
-// flowfile was created and committed by GenerateFlowFile, then taken,
-// written and committed by PutFile.
+// flowfile was created and committed by GenerateFlowFile, then taken and
+// written (fsynced, renamed into place) by PutFile.
 func firstFlowFile(bin, dir string) time.Duration {
 	out := filepath.Join(dir, "out")
 	check(os.MkdirAll(out, 0o750))
