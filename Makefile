@@ -10,7 +10,7 @@ PKGS := ./...
 TAGS ?= gocv,onnx
 FUZZTIME ?= 5s
 
-.PHONY: all setup build build-full build-arm64 build-jetson build-full sysroot test test-go test-arm64 lint fuzz validate-configs bench demo clean
+.PHONY: all setup build build-full build-arm64 build-jetson sysroot test test-go test-arm64 lint fuzz validate-configs bench demo clean
 
 all: build
 
@@ -22,6 +22,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/edgeagent ./cmd/edgeagent
 
 ## build-full: the full agent for this machine, with camera (gocv) and inference (onnx); needs cgo and OpenCV
+## (on a Jetson: apt install libopencv-dev pkg-config first)
 build-full:
 	CGO_ENABLED=1 $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o bin/edgeagent-full ./cmd/edgeagent
 
@@ -34,7 +35,6 @@ build-arm64:
 # cross-compiled with Debian's aarch64 toolchain against an arm64 sysroot
 # (build-jetson), or natively on the device (build-full).
 SYSROOT ?= .cache/sysroot-arm64
-FULL_TAGS ?= gocv,onnx
 S = $(abspath $(SYSROOT))
 JETSON_ENV = CGO_ENABLED=1 GOOS=linux GOARCH=arm64 \
 	CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
@@ -43,17 +43,13 @@ JETSON_ENV = CGO_ENABLED=1 GOOS=linux GOARCH=arm64 \
 	CGO_CFLAGS="--sysroot=$(S) -O2" CGO_CXXFLAGS="--sysroot=$(S) -O2" \
 	CGO_LDFLAGS="--sysroot=$(S) -Wl,-rpath-link,$(S)/lib/aarch64-linux-gnu:$(S)/usr/lib/aarch64-linux-gnu"
 
-## sysroot: the arm64 Debian sysroot (bookworm + libopencv-dev) that build-jetson links against; once, about 3-5 minutes
+## sysroot: the arm64 Debian sysroot (bookworm + libopencv-dev) that build-jetson links against; once, about 2-3 minutes
 sysroot:
 	scripts/jetson-sysroot.sh $(SYSROOT)
 
 ## build-jetson: the full agent (camera, inference; cgo) cross-compiled for arm64 against the sysroot
 build-jetson: sysroot
-	$(JETSON_ENV) $(GO) build -trimpath -tags $(FULL_TAGS) -ldflags '$(LDFLAGS)' -o bin/edgeagent-jetson-arm64 ./cmd/edgeagent
-
-## build-full: the full agent for this machine (on a Jetson: apt install libopencv-dev pkg-config first)
-build-full:
-	CGO_ENABLED=1 $(GO) build -trimpath -tags $(FULL_TAGS) -ldflags '$(LDFLAGS)' -o bin/edgeagent-full ./cmd/edgeagent
+	$(JETSON_ENV) $(GO) build -trimpath -tags $(TAGS) -ldflags '$(LDFLAGS)' -o bin/edgeagent-jetson-arm64 ./cmd/edgeagent
 
 ## test: set up, lint, run every test with the race detector, validate the example flows, fuzz briefly
 test: setup lint test-go validate-configs fuzz test-arm64
@@ -86,9 +82,9 @@ bench: setup
 	$(GO) run -tags $(TAGS) ./internal/bench
 	$(GO) test -tags $(TAGS) -run '^$$' -bench ApplyONNXModel -benchtime 100x ./processors/
 
-## demo: set up, build and run the demo flow on embedded defaults
-demo: setup build
-	bin/edgeagent demo
+## demo: set up, build the full agent and run the demo flow on embedded defaults
+demo: setup build-full
+	bin/edgeagent-full demo
 
 clean:
 	rm -rf bin

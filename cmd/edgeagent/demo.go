@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -38,13 +42,26 @@ func cmdDemo(args []string, reg *edgeagent.Registry, stdout, stderr io.Writer) e
 	if err := os.MkdirAll(abs, 0o750); err != nil {
 		return fmt.Errorf("creating demo directory: %w", err)
 	}
-	flow := strings.ReplaceAll(string(configs.Demo()), "DEMO_DIR", abs)
+	flow := string(configs.Demo())
+	withInference, why := inferenceBranch(reg)
+	if withInference != nil {
+		flow = withInference(flow)
+		if err := copyDemoImages(filepath.Join(abs, "in", "signs")); err != nil {
+			return err
+		}
+	}
+	flow = strings.ReplaceAll(flow, "DEMO_DIR", abs)
 	flow = strings.Replace(flow, "http: 127.0.0.1:9100", "http: \""+*http+"\"", 1)
 	path := filepath.Join(abs, "flow.yaml")
 	if err := os.WriteFile(path, []byte(flow), 0o640); err != nil {
 		return fmt.Errorf("writing demo flow: %w", err)
 	}
 	fmt.Fprintf(stdout, "edgeagent demo: running %s for %s (data and output in %s)\n", path, *dur, abs)
+	if withInference != nil {
+		fmt.Fprintln(stdout, "  inference: PP-OCRv4 (ONNX Runtime) reads the text of three signs")
+	} else {
+		fmt.Fprintf(stdout, "  inference: not in this demo (%s)\n", why)
+	}
 	if *http != "" {
 		fmt.Fprintf(stdout, "  while it runs: curl http://%s/api/status\n", *http)
 	}
@@ -59,10 +76,87 @@ func cmdDemo(args []string, reg *edgeagent.Registry, stdout, stderr io.Writer) e
 	return demoReport(stdout, abs)
 }
 
+// The demo's inference branch: GetFile -> ApplyONNXModel (PP-OCRv4) -> PutFile.
+const (
+	inferenceProcessors = `
+  - name: signs
+    type: GetFile
+    properties: {input_directory: DEMO_DIR/in/signs}
+  - name: read-text
+    type: ApplyONNXModel
+    properties: {model: "DET", ppocr_rec_model: "REC", ppocr_keys: "KEYS", postprocess: ppocr, providers: "tensorrt,cuda,cpu", output: both, onnxruntime_lib: "LIB"}
+    auto_terminate: [failure, annotated]
+  - name: write-text
+    type: PutFile
+    properties: {directory: DEMO_DIR/out/ocr, conflict_resolution: replace}
+    auto_terminate: [success, failure]
+connections:`
+	inferenceConnections = `
+  - {from: signs, relationship: success, to: read-text}
+  - {from: read-text, relationship: success, to: write-text}
+`
+)
+
+// inferenceBranch returns a function adding the inference branch to the demo
+// flow, or nil and the reason it cannot run: the binary lacks the onnx tag or
+// the runtime and models are not in .cache/onnx (make setup fetches them).
+func inferenceBranch(reg *edgeagent.Registry) (func(string) string, string) {
+	if s, ok := reg.Lookup("ApplyONNXModel"); !ok || !s.Available() {
+		return nil, "this binary was built without -tags onnx; make demo builds the full agent"
+	}
+	cache, err := filepath.Abs(filepath.Join(".cache", "onnx"))
+	if err != nil {
+		return nil, err.Error()
+	}
+	paths := map[string]string{
+		"DET":  filepath.Join(cache, "models", "ch_PP-OCRv4_det_infer.onnx"),
+		"REC":  filepath.Join(cache, "models", "ch_PP-OCRv4_rec_infer.onnx"),
+		"KEYS": filepath.Join(cache, "models", "ppocr_keys_v1.txt"),
+		"LIB":  filepath.Join(cache, "lib", "linux-"+runtime.GOARCH, "libonnxruntime.so.1"),
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Sprintf("%s is missing: run make setup in the repository", p)
+		}
+	}
+	procs := inferenceProcessors
+	for k, v := range paths {
+		procs = strings.ReplaceAll(procs, `"`+k+`"`, `"`+v+`"`)
+	}
+	return func(flow string) string {
+		flow = strings.Replace(flow, "\nconnections:", procs, 1)
+		return strings.TrimRight(flow, "\n") + inferenceConnections
+	}, ""
+}
+
+func copyDemoImages(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	imgs := configs.DemoImages()
+	names, err := fs.Glob(imgs, "*.png")
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		b, err := fs.ReadFile(imgs, n)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o640); err != nil {
+			return fmt.Errorf("writing demo image: %w", err)
+		}
+	}
+	return nil
+}
+
 func demoReport(w io.Writer, dir string) error {
 	count := func(sub string) int {
 		es, _ := os.ReadDir(filepath.Join(dir, "out", sub))
 		return len(es)
+	}
+	if texts := ocrTexts(filepath.Join(dir, "out", "ocr")); len(texts) > 0 {
+		fmt.Fprintf(w, "\n== inference (PP-OCRv4 on ONNX Runtime) ==\n%s\n", strings.Join(texts, "\n"))
 	}
 	fmt.Fprintf(w, "\n== output ==\n%s/out/alerts:  %d alert files (each went out over MQTT QoS 1 to the embedded broker and came back)\n%s/out/batches: %d gzip batches of readings\n", dir, count("alerts"), dir, count("batches"))
 	repo, err := buffer.Open(filepath.Join(dir, "data"), buffer.Options{ReadOnly: true})
@@ -128,4 +222,38 @@ func demoReport(w io.Writer, dir string) error {
 	}
 	fmt.Fprintf(w, "\nexplore: edgeagent provenance --data-dir %s/data --flowfile %s\n", dir, lin.Root)
 	return nil
+}
+
+// ocrTexts reads the JSON results the inference branch wrote.
+func ocrTexts(dir string) []string {
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	sort.Strings(files)
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var res struct {
+			SHA256    string  `json:"sha256"`
+			Provider  string  `json:"provider"`
+			LatencyMS float64 `json:"latency_ms"`
+			Result    struct {
+				Texts []struct {
+					Text  string  `json:"text"`
+					Score float64 `json:"score"`
+				} `json:"texts"`
+			} `json:"result"`
+		}
+		if json.Unmarshal(b, &res) != nil {
+			continue
+		}
+		var texts []string
+		for _, t := range res.Result.Texts {
+			texts = append(texts, fmt.Sprintf("%q (%.2f)", t.Text, t.Score))
+		}
+		out = append(out, fmt.Sprintf("%s: %s  [provider %s, %.0f ms, model sha256 %.12s…]",
+			filepath.Base(f), strings.Join(texts, ", "), res.Provider, res.LatencyMS, res.SHA256))
+	}
+	return out
 }

@@ -430,3 +430,18 @@ processors:
 	require.Equal(t, 0, p.wait(t, 15*time.Second))
 	require.GreaterOrEqual(t, keepAlives, 2, "keep-alives every WatchdogSec/2 while the flow runs")
 }
+
+func TestDemoRunsAndReports(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo for a few seconds")
+	}
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"demo", "--dir", dir, "--duration", "4s", "--http", ""}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	out := stdout.String()
+	require.Contains(t, out, "alert files")
+	require.Regexp(t, `MQTT: [1-9][0-9]* alerts published \(SEND after PUBACK\), [1-9][0-9]* received`, out)
+	require.Contains(t, out, "lineage of the last batch file")
+	require.Contains(t, out, "SEND")
+}
