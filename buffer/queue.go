@@ -67,9 +67,9 @@ type Queue struct {
 	// hint, for fifo queues, is a key before which every item is leased:
 	// Poll starts there instead of skipping the leased head of the queue
 	// one by one. nil means "scan from the start".
-	hint []byte
-	ready     chan struct{} // signalled when flowfiles are added or released
-	drained   chan struct{} // signalled when flowfiles leave
+	hint    []byte
+	ready   chan struct{} // signalled when flowfiles are added or released
+	drained chan struct{} // signalled when flowfiles leave
 }
 
 // Queue opens (creating if needed) the named durable queue. Opening it again
