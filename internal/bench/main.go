@@ -40,6 +40,7 @@ func main() {
 	engDur := flag.Duration("engine", 8*time.Second, "how long to measure the engine rate")
 	big := flag.Int("queued", 1_000_000, "the large queued count for the RSS measurement")
 	child := flag.Int("rss-child", 0, "internal: fill a queue with N flowfiles and report RSS")
+	pulsarN := flag.Int("pulsar", 100000, "messages for the Pulsar benchmark (0 skips it)")
 	camera := flag.Bool("camera", true, "run the camera benchmark (needs -tags gocv)")
 	mqttN := flag.Int("mqtt", 100000, "messages for the MQTT benchmark (0 skips it)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the engine measurement to this file")
@@ -64,6 +65,9 @@ func main() {
 
 	if *mqttN > 0 {
 		benchMQTT(base, *mqttN)
+	}
+	if *pulsarN > 0 {
+		benchPulsar(base, *pulsarN)
 	}
 	if *camera {
 		benchCamera(base)
