@@ -67,8 +67,8 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags $(TAGS) $(PKGS)
 
-validate-configs: build
-	bin/edgeagent validate configs/*.yaml
+validate-configs: build-full
+	bin/edgeagent-full validate configs/*.yaml
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:

@@ -9,8 +9,8 @@ import (
 // Relationship is a named outcome of a processor (success, failure, ...).
 // Each relationship must be connected or listed as auto-terminated.
 type Relationship struct {
-	Name        string
-	Description string
+	Name        string `json:"name"`
+	Description string `json:"description"`
 }
 
 // Common relationships.
