@@ -253,7 +253,7 @@ connections:
 	}, 10*time.Second, 50*time.Millisecond)
 	require.Equal(t, firstHash, st.FlowSHA256)
 	require.Contains(t, st.LastReloadErr, "bogus_key")
-	require.Contains(t, p.out.String(), "reload refused")
+	require.Eventually(t, func() bool { return strings.Contains(p.out.String(), "reload refused") }, 10*time.Second, 20*time.Millisecond)
 
 	// A valid new flow replaces it; the connection keeps its flowfiles.
 	flowV2 := strings.ReplaceAll(flowV1, "max_count: 40", "max_count: 60")

@@ -44,6 +44,7 @@ func main() {
 	camera := flag.Bool("camera", true, "run the camera benchmark (needs -tags gocv)")
 	mqttN := flag.Int("mqtt", 100000, "messages for the MQTT benchmark (0 skips it)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the engine measurement to this file")
+	opsRuns := flag.Int("ops", 5, "runs of the start-to-first-flowfile measurement (0 skips binary sizes, idle RSS and start time)")
 	flag.Parse()
 	engine.TuneGC() // as the agent binary does
 	base, err := filepath.Abs(".bench")
@@ -57,6 +58,7 @@ func main() {
 	defer os.RemoveAll(base)
 
 	fmt.Printf("edgeagent bench — %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	opsOK := *opsRuns <= 0 || benchOps(base, *opsRuns)
 	raw := rawBolt(filepath.Join(base, "raw"), *rawDur)
 	fmt.Printf("raw bbolt (1 KiB records, 100 per tx, fsync):       %10.0f records/s\n", raw)
 	eng := engineRate(filepath.Join(base, "engine"), *engDur, *cpuProfile)
@@ -87,6 +89,7 @@ func main() {
 	}
 	fmt.Printf("throughput target (>= 30,000/s): %s\n", verdict(eng >= 30000))
 	fmt.Printf("memory target (<= 20 MB more):    %s\n", verdict(large.peakMB-small.peakMB <= 20))
+	fmt.Printf("operations targets (arm64 <= 25 MB, idle RSS <= 25 MB, first flowfile <= 100 ms): %s\n", verdict(opsOK))
 }
 
 func check(err error) {

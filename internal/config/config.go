@@ -40,6 +40,21 @@ var (
 	LogFormats   = []string{"text", "json"}
 	Prioritizers = []string{"fifo", "oldest_first", "newest_first", "priority_attribute"}
 	WhenFull     = []string{"backpressure", "drop_oldest"}
+	// RetireActions are what retired_connections can do with a queue.
+	RetireActions = []string{RetireDrain, RetireDrop, RetireKeep}
+)
+
+// The actions of retired_connections.
+const (
+	// RetireDrain: the processor named by to takes the queue's flowfiles
+	// until it is empty, as if the connection still led to it.
+	RetireDrain = "drain"
+	// RetireDrop: the flowfiles are dropped when the flow starts, each
+	// with a DROP provenance event (NiFi's "Empty queue").
+	RetireDrop = "drop"
+	// RetireKeep: the flowfiles stay on disk, unused, until a flow names
+	// the connection again.
+	RetireKeep = "keep"
 )
 
 // Flow is a parsed and validated flow file with its defaults applied.
@@ -49,6 +64,9 @@ type Flow struct {
 	Agent       Agent
 	Processors  []*Processor // in file order
 	Connections []*Connection
+	// Retired lists the connections that left the flow, with what happens
+	// to the flowfiles still in their queues (retired_connections).
+	Retired []*RetiredConnection
 }
 
 // Agent holds the agent section.
@@ -63,7 +81,9 @@ type Agent struct {
 	Provenance      Provenance
 	// MQTTBroker is the embedded MQTT broker, nil when not configured.
 	MQTTBroker *MQTTBroker
-	Line, Col  int // position of the agent section; 0 when absent
+	// WatchConfig reloads the flow when its file changes, as SIGHUP does.
+	WatchConfig bool
+	Line, Col   int // position of the agent section; 0 when absent
 }
 
 // DefaultBrokerListen is the embedded broker's default address: loopback only.
@@ -151,6 +171,31 @@ type Connection struct {
 	Prioritizer   string        // fifo, oldest_first, newest_first or priority_attribute
 	WhenFull      string        // backpressure or drop_oldest
 	Line, Col     int
+}
+
+// RetiredConnection is one entry of retired_connections: a connection that
+// was removed from the flow while its queue may still hold flowfiles, and
+// what happens to them. A reload that removes a connection whose queue is
+// not empty is refused unless the new flow lists it here (NiFi likewise
+// refuses to delete a connection with queued data).
+type RetiredConnection struct {
+	// Name is the connection's name: its name: or FROM/REL[+REL...]/TO.
+	Name string
+	// Action is RetireDrain, RetireDrop or RetireKeep.
+	Action string
+	// To is the processor that drains the queue (RetireDrain only).
+	To        string
+	Line, Col int
+}
+
+// RetiredConnection returns the retired connection with that name, or nil.
+func (f *Flow) RetiredConnection(name string) *RetiredConnection {
+	for _, r := range f.Retired {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
 }
 
 // Load reads and parses the flow file at path. Problems with the flow are

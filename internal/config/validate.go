@@ -21,8 +21,8 @@ import (
 
 // The keys allowed in each section, in the order the messages list them.
 var (
-	topKeys        = []string{"agent", "processors", "connections"}
-	agentKeys      = []string{"id", "data_dir", "http", "log", "shutdown_timeout", "repository", "provenance", "mqtt_broker"}
+	topKeys        = []string{"agent", "processors", "connections", "retired_connections"}
+	agentKeys      = []string{"id", "data_dir", "http", "log", "shutdown_timeout", "repository", "provenance", "mqtt_broker", "watch_config"}
 	brokerKeys     = []string{"listen", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "password_file", "allow_anonymous"}
 	logKeys        = []string{"level", "format"}
 	repositoryKeys = []string{"max_size", "max_content_size"}
@@ -31,16 +31,18 @@ var (
 	scheduleKeys   = []string{"period", "concurrency", "yield", "penalty", "batch"}
 	connectionKeys = []string{"name", "from", "relationship", "relationships", "to",
 		"max_count", "max_bytes", "expire_after", "prioritizer", "when_full"}
+	retiredKeys = []string{"name", "action", "to"}
 )
 
 // parser walks the YAML node tree of one flow file and collects problems.
 type parser struct {
-	file  string
-	reg   *edgeagent.Registry
-	errs  edgeagent.ConfigErrors
-	root  *yaml.Node   // the top mapping, for errors with no better place
-	procs []*procNodes // per processor, in file order
-	conns []*connNodes // per connection, in file order
+	file    string
+	reg     *edgeagent.Registry
+	errs    edgeagent.ConfigErrors
+	root    *yaml.Node      // the top mapping, for errors with no better place
+	procs   []*procNodes    // per processor, in file order
+	conns   []*connNodes    // per connection, in file order
+	retired []*retiredNodes // per retired connection, in file order
 	// connsBroken is set when the connections section is not a list: the
 	// checks that need every connection are skipped then.
 	connsBroken bool
@@ -74,6 +76,12 @@ type connNodes struct {
 	rels     []listItem
 	// complete is set when from, to and the relationships are all given.
 	complete bool
+}
+
+type retiredNodes struct {
+	r        *RetiredConnection
+	path     string
+	name, to *yaml.Node
 }
 
 // errorf records a problem at node n (nil: the top of the file).
@@ -210,12 +218,18 @@ func (p *parser) parse(data []byte) *Flow {
 	if n := m.get("connections"); n != nil {
 		p.connections(n, "connections")
 	}
+	if n := m.get("retired_connections"); n != nil {
+		p.retiredConnections(n, "retired_connections")
+	}
 	p.checkGraph()
 	for _, pn := range p.procs {
 		f.Processors = append(f.Processors, pn.p)
 	}
 	for _, cn := range p.conns {
 		f.Connections = append(f.Connections, cn.c)
+	}
+	for _, rn := range p.retired {
+		f.Retired = append(f.Retired, rn.r)
 	}
 	return f
 }
@@ -279,6 +293,7 @@ func (p *parser) agent(n *yaml.Node, path string) Agent {
 	if bn := m.get("mqtt_broker"); bn != nil {
 		a.MQTTBroker = p.mqttBroker(bn, path+".mqtt_broker")
 	}
+	a.WatchConfig = m.boolean(p, "watch_config", false)
 	return a
 }
 
@@ -303,15 +318,7 @@ func (p *parser) mqttBroker(n *yaml.Node, path string) *MQTTBroker {
 	if b.ClientCAFile != "" && b.CertFile == "" {
 		p.errorf(bm.get("tls_client_ca_file"), path+".tls_client_ca_file", "mutual TLS needs tls_cert_file and tls_key_file")
 	}
-	if v, ok := bm.scalar(p, "allow_anonymous"); ok {
-		switch v {
-		case "true":
-			b.AllowAnonymous = true
-		case "false":
-		default:
-			p.errorf(bm.get("allow_anonymous"), path+".allow_anonymous", "%q is not a boolean (true or false)", v)
-		}
-	}
+	b.AllowAnonymous = bm.boolean(p, "allow_anonymous", false)
 	return b
 }
 
@@ -593,6 +600,79 @@ func (p *parser) endpoint(m *mapping, path, key string) (string, *yaml.Node) {
 	return v, resolve(n)
 }
 
+// ---- retired connections ----
+
+// retiredConnections reads retired_connections: connections removed from
+// the flow whose queues may still hold flowfiles, and what happens to them.
+func (p *parser) retiredConnections(n *yaml.Node, path string) {
+	seen := map[string]*yaml.Node{}
+	for i, item := range p.sequence(n, path) {
+		ipath := fmt.Sprintf("%s[%d]", path, i)
+		m := p.mapping(item, ipath, retiredKeys)
+		if m == nil {
+			continue
+		}
+		r := &RetiredConnection{Line: m.node.Line, Col: m.node.Column}
+		rn := &retiredNodes{r: r, path: ipath}
+		if nn := m.get("name"); nn == nil {
+			p.errorf(m.node, ipath, "missing name: name the connection that left the flow (its name, or FROM/RELATIONSHIP/TO)")
+		} else if v, ok := p.scalar(nn, ipath+".name"); ok {
+			r.Name, rn.name = v, resolve(nn)
+			switch first, dup := seen[v]; {
+			case v == "":
+				p.errorf(nn, ipath+".name", "connection name cannot be empty")
+			case dup:
+				p.errorf(nn, ipath+".name", "connection %q is retired twice (first at line %d)", v, first.Line)
+			default:
+				seen[v] = rn.name
+			}
+		}
+		if tn := m.get("to"); tn != nil {
+			if v, ok := p.scalar(tn, ipath+".to"); ok {
+				r.To, rn.to = v, resolve(tn)
+			}
+		}
+		def := ""
+		if rn.to != nil {
+			def = RetireDrain
+		}
+		r.Action = m.enum(p, "action", RetireActions, def)
+		switch {
+		case m.get("action") == nil && rn.to == nil:
+			p.errorf(m.node, ipath, "missing action: say what happens to the connection's queued flowfiles: %s",
+				"drain (with to: the processor that takes them), drop or keep")
+		case r.Action == RetireDrain && rn.to == nil && m.get("action") != nil:
+			p.errorf(m.get("action"), ipath+".action", "action drain needs to: the processor that takes the queued flowfiles")
+		case r.Action != RetireDrain && r.Action != "" && rn.to != nil:
+			p.errorf(rn.to, ipath+".to", "to is only used with action drain (action is %s)", r.Action)
+		}
+		p.retired = append(p.retired, rn)
+	}
+}
+
+// checkRetired checks retired_connections against the flow: a retired
+// connection is not also a connection, and the processor that drains one
+// exists and takes input.
+func (p *parser) checkRetired(byName map[string]*procNodes, names []string, connNames map[string]*connNodes) {
+	for _, rn := range p.retired {
+		r := rn.r
+		if cn, live := connNames[r.Name]; live && rn.name != nil {
+			p.errorf(rn.name, rn.path+".name", "connection %q is in connections (line %d) and in retired_connections; a connection that stays in the flow keeps its flowfiles: remove it from one of them", r.Name, cn.c.Line)
+		}
+		if r.Action != RetireDrain || rn.to == nil {
+			continue
+		}
+		to := p.lookupProc(byName, names, r.To, rn.to, rn.path+".to")
+		if to == nil {
+			continue
+		}
+		to.incoming++
+		if spec := to.p.Spec; spec != nil && spec.Input == edgeagent.InputForbidden {
+			p.errorf(rn.to, rn.path+".to", "processor %q (%s) is a source and takes no incoming connections", r.To, spec.Type)
+		}
+	}
+}
+
 // ---- checks across sections ----
 
 // checkGraph checks connections against processors: names, relationships,
@@ -646,6 +726,7 @@ func (p *parser) checkGraph() {
 			connected[c.From][r] = true
 		}
 	}
+	p.checkRetired(byName, names, connNames)
 	for _, pn := range p.procs {
 		proc, spec := pn.p, pn.p.Spec
 		if spec == nil {
@@ -974,6 +1055,22 @@ func (m *mapping) enum(p *parser, key string, allowed []string, def string) stri
 		return def
 	}
 	return v
+}
+
+// boolean returns key as true or false, or def.
+func (m *mapping) boolean(p *parser, key string, def bool) bool {
+	v, ok := m.scalar(p, key)
+	if !ok {
+		return def
+	}
+	switch v {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	p.errorf(m.get(key), joinPath(m.path, key), "%q is not a boolean (true or false)", v)
+	return def
 }
 
 // sequence returns the items of a list node (nothing for null).

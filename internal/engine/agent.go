@@ -44,6 +44,9 @@ type AgentOptions struct {
 	Metrics http.Handler
 	// Version is reported by the status API.
 	Version string
+	// WatchInterval is how often the flow file is checked for changes
+	// while agent.watch_config is set; 0 means DefaultWatchInterval.
+	WatchInterval time.Duration
 }
 
 // Agent is a running agent: the repository, the current engine and the
@@ -150,9 +153,18 @@ func RunAgent(ctx context.Context, opts AgentOptions) error {
 	}
 	a.engine.Store(eng)
 	log.Info("agent running", "flow", flow.File, "flow_sha256", flow.Hash, "data_dir", flow.Agent.DataDir)
+	a.warnOrphans(flow)
 	if opts.OnReady != nil {
 		opts.OnReady()
 	}
+	changed := make(chan struct{}, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		a.watchConfig(watchCtx, opts.WatchInterval, changed)
+	}()
+	defer func() { stopWatch(); <-watchDone }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -176,13 +188,16 @@ func RunAgent(ctx context.Context, opts AgentOptions) error {
 			return nil
 		case <-opts.Reload:
 			a.Reload(ctx)
+		case <-changed:
+			a.Reload(ctx)
 		}
 	}
 }
 
-// Reload re-reads the flow file. An invalid flow, or one whose processors
-// cannot start, leaves the running flow in place; connections that remain
-// keep their flowfiles. It reports whether the new flow is running.
+// Reload re-reads the flow file. An invalid flow, one whose processors
+// cannot start, or one that removes a connection whose queue still holds
+// flowfiles without listing it under retired_connections, leaves the
+// running flow in place; connections that remain keep their flowfiles. It reports whether the new flow is running.
 // OnReloading is called first and OnReady last, when a flow runs.
 func (a *Agent) Reload(ctx context.Context) bool {
 	a.mu.Lock()
@@ -224,6 +239,9 @@ func (a *Agent) reload(ctx context.Context) bool {
 		flow.Agent.ID != old.ID || !reflect.DeepEqual(flow.Agent.MQTTBroker, old.MQTTBroker) {
 		return fail("reload refused", errors.New("agent.id, agent.data_dir, agent.http, agent.repository and agent.mqtt_broker take effect only after a restart"))
 	}
+	if err := cur.orphans(flow); err != nil {
+		return fail("reload refused: queued flowfiles would be orphaned", err)
+	}
 	next, err := New(flow, a.repo, a.log)
 	if err != nil {
 		return fail("reload refused: the new flow cannot be built", err)
@@ -231,8 +249,13 @@ func (a *Agent) reload(ctx context.Context) bool {
 	sctx, cancel := context.WithTimeout(ctx, cur.flow.Agent.ShutdownTimeout)
 	_ = cur.Stop(sctx)
 	cancel()
-	if err := next.Start(ctx); err != nil {
+	// Check again: the running flow may have filled a queue since.
+	if err := cur.orphans(flow); err != nil {
+		fail("reload refused: queued flowfiles would be orphaned", err)
+	} else if err := next.Start(ctx); err != nil {
 		fail("reload failed: the new flow did not start", err)
+	}
+	if !next.Running() {
 		prev, perr := New(cur.flow, a.repo, a.log)
 		if perr == nil {
 			perr = prev.Start(ctx)
@@ -252,7 +275,8 @@ func (a *Agent) reload(ctx context.Context) bool {
 }
 
 // warnOrphans logs queues in the repository that the flow no longer uses
-// but that still hold flowfiles.
+// but that still hold flowfiles (retired connections with action keep at
+// level info).
 func (a *Agent) warnOrphans(flow *config.Flow) {
 	names, err := a.repo.Queues()
 	if err != nil {
@@ -262,8 +286,19 @@ func (a *Agent) warnOrphans(flow *config.Flow) {
 	for _, c := range flow.Connections {
 		used[c.Name] = true
 	}
+	for _, r := range flow.Retired {
+		used[r.Name] = r.Action != config.RetireKeep
+	}
 	for _, n := range names {
 		if used[n] {
+			continue
+		}
+		if r := flow.RetiredConnection(n); r != nil {
+			if q, err := a.repo.Queue(n, buffer.QueueConfig{}); err == nil {
+				if count, _ := q.Len(); count > 0 {
+					a.log.Info("retired connection kept on disk (retired_connections: action keep)", "connection", n, "count", count)
+				}
+			}
 			continue
 		}
 		q, err := a.repo.Queue(n, buffer.QueueConfig{})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"edgeagent.dev"
 	"edgeagent.dev/buffer"
 	"edgeagent.dev/internal/config"
+	"edgeagent.dev/provenance"
 )
 
 // Engine is one running flow on an open repository. Create it with New
@@ -23,7 +26,10 @@ type Engine struct {
 	repo   *buffer.Repo
 	log    *slog.Logger
 	nodes  []*node
-	queues map[string]*buffer.Queue
+	queues map[string]*buffer.Queue // the connections' and the drained retired connections'
+	// draining lists the retired connections (action drain) whose stored
+	// queues feed a processor, in flow order.
+	draining []string
 
 	stop    chan struct{}
 	cancel  context.CancelFunc
@@ -92,7 +98,93 @@ func New(flow *config.Flow, repo *buffer.Repo, log *slog.Logger) (*Engine, error
 		}
 		to.inputs = append(to.inputs, q)
 	}
+	if err := e.openRetired(byName); err != nil {
+		return nil, err
+	}
 	return e, nil
+}
+
+// openRetired wires the stored queues of retired connections with action
+// drain to the processor that drains them. A retired connection that
+// has no queue in the repository is skipped.
+func (e *Engine) openRetired(byName map[string]*node) error {
+	if len(e.flow.Retired) == 0 {
+		return nil
+	}
+	stored, err := e.repo.Queues()
+	if err != nil {
+		return fmt.Errorf("listing stored queues: %w", err)
+	}
+	for _, r := range e.flow.Retired {
+		if r.Action != config.RetireDrain || !slices.Contains(stored, r.Name) {
+			continue
+		}
+		// No thresholds: nothing is added to a retired queue.
+		q, err := e.repo.Queue(r.Name, buffer.QueueConfig{})
+		if err != nil {
+			return fmt.Errorf("opening retired connection %s: %w", r.Name, err)
+		}
+		e.queues[r.Name] = q
+		e.draining = append(e.draining, r.Name)
+		to := byName[r.To]
+		to.inputs = append(to.inputs, q)
+	}
+	return nil
+}
+
+// dropRetired empties the stored queues of retired connections with action
+// drop, each flowfile with a DROP provenance event.
+func (e *Engine) dropRetired(ctx context.Context) error {
+	var drop []string
+	for _, r := range e.flow.Retired {
+		if r.Action == config.RetireDrop {
+			drop = append(drop, r.Name)
+		}
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	stored, err := e.repo.Queues()
+	if err != nil {
+		return fmt.Errorf("listing stored queues: %w", err)
+	}
+	for _, name := range drop {
+		if !slices.Contains(stored, name) {
+			continue
+		}
+		q, err := e.repo.Queue(name, buffer.QueueConfig{})
+		if err != nil {
+			return fmt.Errorf("opening retired connection %s: %w", name, err)
+		}
+		dropped := 0
+		for {
+			items, err := q.Poll(1000)
+			if err != nil {
+				return fmt.Errorf("emptying retired connection %s: %w", name, err)
+			}
+			if len(items) == 0 {
+				break
+			}
+			ch := &buffer.Change{Consume: items}
+			now := time.Now()
+			for _, it := range items {
+				ff := it.FlowFile
+				ch.Events = append(ch.Events, provenance.Event{
+					Type: provenance.EventDrop, Time: now, FlowFileID: ff.ID, Component: name, ComponentType: "Connection",
+					ContentSize: ff.Size, LineageStart: ff.LineageStart, Details: "retired connection emptied (retired_connections: action drop)",
+				})
+			}
+			if err := e.repo.Commit(ctx, ch); err != nil {
+				q.Release(items, 0)
+				return fmt.Errorf("emptying retired connection %s: %w", name, err)
+			}
+			dropped += len(items)
+		}
+		if count, _ := q.Len(); dropped > 0 || count > 0 {
+			e.log.Warn("dropped the flowfiles of a retired connection", "connection", name, "dropped", dropped, "left", count)
+		}
+	}
+	return nil
 }
 
 // Running reports whether the flow is started and not stopped.
@@ -101,10 +193,13 @@ func (e *Engine) Running() bool { return e.running.Load() }
 // Flow returns the flow the engine runs.
 func (e *Engine) Flow() *config.Flow { return e.flow }
 
-// Start starts the processors (Starter.Start, in flow order) and their
-// tasks. If a processor fails to start, the ones started are stopped and
+// Start empties the retired connections the flow drops, then starts the
+// processors (Starter.Start, in flow order) and their tasks. If a processor fails to start, the ones started are stopped and
 // the error is returned: a flow never half-starts.
 func (e *Engine) Start(ctx context.Context) error {
+	if err := e.dropRetired(ctx); err != nil {
+		return err
+	}
 	for i, n := range e.nodes {
 		if err := os.MkdirAll(n.stateDir, 0o750); err != nil {
 			e.stopNodes(ctx, e.nodes[:i])
@@ -248,11 +343,48 @@ func QueueStatuses(qs []*buffer.Queue) ([]QueueStatus, error) {
 	return out, nil
 }
 
-// Queues returns the status of the flow's connections, in flow order.
+// Queues returns the status of the flow's connections, in flow order, then
+// of the retired connections being drained.
 func (e *Engine) Queues() ([]QueueStatus, error) {
-	qs := make([]*buffer.Queue, 0, len(e.flow.Connections))
+	qs := make([]*buffer.Queue, 0, len(e.flow.Connections)+len(e.draining))
 	for _, c := range e.flow.Connections {
 		qs = append(qs, e.queues[c.Name])
 	}
+	for _, name := range e.draining {
+		qs = append(qs, e.queues[name])
+	}
 	return QueueStatuses(qs)
+}
+
+// orphans returns an error naming the queues of this flow (its connections
+// and the retired connections it drains) that next neither keeps nor lists
+// under retired_connections while they hold flowfiles; nil when there are
+// none.
+func (e *Engine) orphans(next *config.Flow) error {
+	kept := map[string]bool{}
+	for _, c := range next.Connections {
+		kept[c.Name] = true
+	}
+	for _, r := range next.Retired {
+		kept[r.Name] = true
+	}
+	var names, problems []string
+	for name := range e.queues {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if kept[name] {
+			continue
+		}
+		if count, bytes := e.queues[name].Len(); count > 0 {
+			problems = append(problems, fmt.Sprintf("connection %q still holds %d flowfile(s) (%s)", name, count, edgeagent.FormatSize(bytes)))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the new flow removes %s: keep it in connections (a connection keeps its queue by name), "+
+		"or list it under retired_connections with action drain (to: the processor that takes its flowfiles), drop or keep",
+		strings.Join(problems, ", "))
 }
