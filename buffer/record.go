@@ -45,31 +45,32 @@ const InlineMax = 4096
 // IsInline reports whether content of size bytes is stored inline.
 func IsInline(size int64) bool { return size > 0 && size <= InlineMax }
 
-// appendItem appends a queue item value: the enqueue time, the record's
-// length and the record, then the inline content (if any).
+// appendItem appends a queue item value: the enqueue time (8 bytes), the
+// record's length (4 bytes) and the record, then the inline content (if any).
 func appendItem(dst []byte, enq int64, ff *edgeagent.FlowFile, inline []byte) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(enq))
-	rec := AppendRecord(nil, ff)
-	dst = binary.AppendUvarint(dst, uint64(len(rec)))
-	dst = append(dst, rec...)
+	at := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = AppendRecord(dst, ff)
+	binary.BigEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
 	return append(dst, inline...)
 }
 
 // decodeItem splits a queue item value. inline aliases v.
 func decodeItem(v []byte) (enq int64, ff *edgeagent.FlowFile, inline []byte, err error) {
-	if len(v) < 9 {
+	if len(v) < 12 {
 		return 0, nil, nil, fmt.Errorf("decoding queue item: short value: %w", edgeagent.ErrRepositoryCorrupt)
 	}
 	enq = int64(binary.BigEndian.Uint64(v))
-	n, k := binary.Uvarint(v[8:])
-	if k <= 0 || n > uint64(len(v)-8-k) {
+	n := uint64(binary.BigEndian.Uint32(v[8:]))
+	if n > uint64(len(v)-12) {
 		return 0, nil, nil, fmt.Errorf("decoding queue item: bad record length: %w", edgeagent.ErrRepositoryCorrupt)
 	}
-	rec := v[8+k : 8+k+int(n)]
+	rec := v[12 : 12+n]
 	if ff, err = DecodeRecord(rec); err != nil {
 		return 0, nil, nil, err
 	}
-	inline = v[8+k+int(n):]
+	inline = v[12+n:]
 	want := 0
 	if IsInline(ff.Size) {
 		want = int(ff.Size)

@@ -79,3 +79,21 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeItem(f *testing.F) {
+	ff := &edgeagent.FlowFile{ID: edgeagent.NewID(), Size: 3, Claim: 9, Attributes: map[string]string{"a": "b"}}
+	f.Add(appendItem(nil, 12345, ff, []byte("abc")))
+	f.Add(appendItem(nil, 1, &edgeagent.FlowFile{ID: edgeagent.NewID(), Size: 1 << 20, Claim: 2}, nil))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		enq, ff, inline, err := decodeItem(v)
+		if err != nil {
+			return
+		}
+		again := appendItem(nil, enq, ff, inline)
+		_, ff2, inline2, err := decodeItem(again)
+		if err != nil || ff2.ID != ff.ID || string(inline2) != string(inline) {
+			t.Fatalf("round trip changed the item: %v", err)
+		}
+	})
+}

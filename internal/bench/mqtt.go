@@ -90,8 +90,8 @@ processors:
     properties: {file_size: 256B, batch_size: 500}
   - name: publish
     type: PublishMQTT
-    schedule: {concurrency: 4}
-    properties: {broker: "tcp://%s", topic: bench/agent, qos: "1", max_in_flight: "4000"}
+    schedule: {concurrency: 2}
+    properties: {broker: "tcp://%s", topic: bench/agent, qos: "1", max_in_flight: "2000"}
     auto_terminate: [success, failure]
 connections:
   - {from: gen, relationship: success, to: publish, max_count: 20000}
