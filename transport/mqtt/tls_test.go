@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"edgeagent.dev/internal/testpki"
 	"edgeagent.dev/transport/mqtt"
 	"edgeagent.dev/transport/mqtt/mqtttest"
 )
@@ -66,7 +67,7 @@ func TestTLS(t *testing.T) {
 
 func TestTLSWrongCA(t *testing.T) {
 	broker := mqtttest.Start(t, mqtttest.WithTLS())
-	other := mqtttest.NewCA(t)
+	other := testpki.NewCA(t)
 	opts := testOptions(broker.URL(), "tls-wrong-ca")
 	opts.CAFile = other.CertFile
 	err := connectErr(t, opts)
@@ -105,7 +106,7 @@ func TestMutualTLS(t *testing.T) {
 		t.Log(err)
 	})
 	t.Run("client certificate from another CA", func(t *testing.T) {
-		stranger := mqtttest.NewCA(t).IssueClientCert(t, "intruder")
+		stranger := testpki.NewCA(t).IssueClientCert(t, "intruder")
 		opts := testOptions(broker.URL(), "mtls-stranger")
 		opts.CAFile = broker.CA().CertFile
 		opts.CertFile, opts.KeyFile = stranger.CertFile, stranger.KeyFile

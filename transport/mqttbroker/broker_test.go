@@ -14,8 +14,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
 
+	"edgeagent.dev/internal/testpki"
 	"edgeagent.dev/transport/mqtt"
-	"edgeagent.dev/transport/mqtt/mqtttest"
 	"edgeagent.dev/transport/mqttbroker"
 )
 
@@ -212,7 +212,7 @@ func TestSlowSubscriberGetsEveryQoS1Message(t *testing.T) {
 }
 
 func TestPasswordFileAndTLS(t *testing.T) {
-	ca := mqtttest.NewCA(t)
+	ca := testpki.NewCA(t)
 	server := ca.IssueServerCert(t)
 	client := ca.IssueClientCert(t, "sensor-7")
 	line, err := mqttbroker.HashPassword("sensor", "correct horse")

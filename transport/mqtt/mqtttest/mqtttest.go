@@ -1,7 +1,7 @@
 // Package mqtttest starts real mosquitto brokers for tests, on free loopback
 // ports, with persistence in a temporary directory and optional TLS, mutual
-// TLS and password authentication; it also creates test certificates (CA,
-// server and client) and a TCP proxy whose connections a test can cut.
+// TLS (certificates from internal/testpki) and password authentication, and
+// a TCP proxy whose connections a test can cut.
 //
 // mosquitto must be installed (`make setup` installs it); when it is not, the
 // test fails with a message saying so rather than skipping.
@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"edgeagent.dev/internal/testpki"
 )
 
 // MaxQueuedMessages is the max_queued_messages the brokers run with: how
@@ -71,7 +73,7 @@ type Broker struct {
 	conf   string
 	port   int
 	scheme string
-	ca     *CA
+	ca     *testpki.CA
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -119,7 +121,7 @@ func (b *Broker) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 
 // CA is the CA that signed the server certificate (nil without TLS). Use it
 // to issue client certificates for mutual TLS.
-func (b *Broker) CA() *CA { return b.ca }
+func (b *Broker) CA() *testpki.CA { return b.ca }
 
 // Output is what mosquitto logged so far.
 func (b *Broker) Output() string { return b.out.String() }
@@ -254,7 +256,7 @@ func (b *Broker) writeConfig(cfg config) string {
 		line("password_file %s", b.passwordFile(cfg.users))
 	}
 	if cfg.tls {
-		b.ca = NewCA(t)
+		b.ca = testpki.NewCA(t)
 		server := b.ca.IssueServerCert(t)
 		line("cafile %s", b.ca.CertFile)
 		line("certfile %s", server.CertFile)

@@ -1,4 +1,6 @@
-package mqtttest
+// Package testpki makes throwaway certificate authorities and certificates
+// for tests of TLS and mutual TLS (brokers, clients). Test code only.
+package testpki
 
 import (
 	"crypto/ecdsa"
