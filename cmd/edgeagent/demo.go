@@ -46,7 +46,10 @@ func cmdDemo(args []string, reg *edgeagent.Registry, stdout, stderr io.Writer) e
 	withInference, why := inferenceBranch(reg)
 	if withInference != nil {
 		flow = withInference(flow)
-		if err := copyDemoImages(filepath.Join(abs, "in", "signs")); err != nil {
+		if err := copyDemoFiles(configs.DemoImages(), filepath.Join(abs, "in", "signs")); err != nil {
+			return err
+		}
+		if err := copyDemoFiles(configs.DemoFrames(), filepath.Join(abs, "in", "camera")); err != nil {
 			return err
 		}
 	}
@@ -59,6 +62,7 @@ func cmdDemo(args []string, reg *edgeagent.Registry, stdout, stderr io.Writer) e
 	fmt.Fprintf(stdout, "edgeagent demo: running %s for %s (data and output in %s)\n", path, *dur, abs)
 	if withInference != nil {
 		fmt.Fprintln(stdout, "  inference: PP-OCRv4 (ONNX Runtime) reads the text of three signs")
+		fmt.Fprintln(stdout, "  camera: CaptureFrame -> MotionDetector -> ApplyONNXModel -> PublishMQTT on 24 frames of a yard")
 	} else {
 		fmt.Fprintf(stdout, "  inference: not in this demo (%s)\n", why)
 	}
@@ -90,10 +94,33 @@ const (
     type: PutFile
     properties: {directory: DEMO_DIR/out/ocr, conflict_resolution: replace}
     auto_terminate: [success, failure]
+  - name: camera
+    type: CaptureFrame
+    properties: {source: DEMO_DIR/in/camera, fps: "10", encoding: jpeg, camera_id: yard}
+  - name: motion
+    type: MotionDetector
+    properties: {warmup_frames: "3", min_area: "400"}
+    auto_terminate: [no_motion, failure]
+  - name: read-frame
+    type: ApplyONNXModel
+    properties: {model: "DET", ppocr_rec_model: "REC", ppocr_keys: "KEYS", postprocess: ppocr, providers: "cpu", output: both, onnxruntime_lib: "LIB"}
+    auto_terminate: [failure, annotated]
+  - name: publish-detection
+    type: PublishMQTT
+    properties: {broker: "tcp://127.0.0.1:18830", topic: "demo/${agent.id}/${camera.id}/detections", qos: "1", payload: envelope, envelope_attributes: 'camera\.id|frame\.seq|capture\.time|inference\..*|motion\..*'}
+    auto_terminate: [success, failure]
+  - name: write-detection
+    type: PutFile
+    properties: {directory: DEMO_DIR/out/detections, conflict_resolution: replace}
+    auto_terminate: [success, failure]
 connections:`
 	inferenceConnections = `
   - {from: signs, relationship: success, to: read-text}
   - {from: read-text, relationship: success, to: write-text}
+  - {from: camera, relationship: success, to: motion, max_count: 10, when_full: drop_oldest}
+  - {from: motion, relationship: motion, to: read-frame}
+  - {from: read-frame, relationship: success, to: publish-detection}
+  - {from: read-frame, relationship: success, to: write-detection}
 `
 )
 
@@ -101,8 +128,10 @@ connections:`
 // flow, or nil and the reason it cannot run: the binary lacks the onnx tag or
 // the runtime and models are not in .cache/onnx (make setup fetches them).
 func inferenceBranch(reg *edgeagent.Registry) (func(string) string, string) {
-	if s, ok := reg.Lookup("ApplyONNXModel"); !ok || !s.Available() {
-		return nil, "this binary was built without -tags onnx; make demo builds the full agent"
+	for _, typ := range []string{"ApplyONNXModel", "CaptureFrame", "MotionDetector"} {
+		if s, ok := reg.Lookup(typ); !ok || !s.Available() {
+			return nil, "this binary was built without -tags gocv,onnx; make demo builds the full agent"
+		}
 	}
 	cache, err := filepath.Abs(filepath.Join(".cache", "onnx"))
 	if err != nil {
@@ -129,11 +158,10 @@ func inferenceBranch(reg *edgeagent.Registry) (func(string) string, string) {
 	}, ""
 }
 
-func copyDemoImages(dir string) error {
+func copyDemoFiles(imgs fs.FS, dir string) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	imgs := configs.DemoImages()
 	names, err := fs.Glob(imgs, "*.png")
 	if err != nil {
 		return err
@@ -158,6 +186,9 @@ func demoReport(w io.Writer, dir string) error {
 	if texts := ocrTexts(filepath.Join(dir, "out", "ocr")); len(texts) > 0 {
 		fmt.Fprintf(w, "\n== inference (PP-OCRv4 on ONNX Runtime) ==\n%s\n", strings.Join(texts, "\n"))
 	}
+	if texts := ocrTexts(filepath.Join(dir, "out", "detections")); len(texts) > 0 {
+		fmt.Fprintf(w, "\n== camera: frames with motion, read by PP-OCRv4 and published over MQTT ==\n%s\n", strings.Join(texts, "\n"))
+	}
 	fmt.Fprintf(w, "\n== output ==\n%s/out/alerts:  %d alert files (each went out over MQTT QoS 1 to the embedded broker and came back)\n%s/out/batches: %d gzip batches of readings\n", dir, count("alerts"), dir, count("batches"))
 	repo, err := buffer.Open(filepath.Join(dir, "data"), buffer.Options{ReadOnly: true})
 	if err != nil {
@@ -174,7 +205,7 @@ func demoReport(w io.Writer, dir string) error {
 	}
 	var lin *provenance.LineageGraph
 	var stats provenance.Stats
-	var mqttSent, mqttReceived int
+	var mqttSent, mqttReceived, detections int
 	err = repo.DB().View(func(tx *bolt.Tx) error {
 		var err error
 		if stats, err = provenance.ReadStats(tx); err != nil {
@@ -190,6 +221,8 @@ func demoReport(w io.Writer, dir string) error {
 				mqttSent++
 			case e.Type == provenance.EventReceive && e.Component == "consume-alert":
 				mqttReceived++
+			case e.Type == provenance.EventSend && e.Component == "publish-detection":
+				detections++
 			}
 		}
 		for i := len(evs) - 1; i >= 0; i-- {
@@ -204,7 +237,7 @@ func demoReport(w io.Writer, dir string) error {
 		return err
 	}
 	fmt.Fprintf(w, "\n== provenance: %d events ==\n", stats.Count)
-	fmt.Fprintf(w, "MQTT: %d alerts published (SEND after PUBACK), %d received (RECEIVE)\n", mqttSent, mqttReceived)
+	fmt.Fprintf(w, "MQTT: %d alerts published (SEND after PUBACK), %d received (RECEIVE); %d camera detections published\n", mqttSent, mqttReceived, detections)
 	if lin == nil {
 		fmt.Fprintln(w, "(no batch was written yet: run longer with --duration)")
 		return nil
