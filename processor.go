@@ -164,3 +164,20 @@ type ProvenanceReporter interface {
 	// ModifyAttributes records an attribute change with details.
 	ModifyAttributes(ff *FlowFile, details string)
 }
+
+// Metric is one operational figure of a processor (connection state, frames
+// skipped, ...), exported as edgeagent_processor_<Name> on /metrics with the
+// processor's name and type as labels.
+type Metric struct {
+	Name    string  `json:"name"`  // snake_case; counters end in _total
+	Help    string  `json:"-"`     // one sentence for the metrics page
+	Value   float64 `json:"value"` // the current value
+	Counter bool    `json:"-"`     // a monotonic counter rather than a gauge
+}
+
+// MetricsReporter is implemented by processors with figures of their own.
+// ProcessorMetrics is called from any goroutine, at any time between Start
+// and Stop, and returns the same names each time.
+type MetricsReporter interface {
+	ProcessorMetrics() []Metric
+}

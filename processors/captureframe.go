@@ -202,6 +202,20 @@ func (p *captureFrame) Stats() camera.Stats {
 	return camera.Stats{}
 }
 
+// ProcessorMetrics implements edgeagent.MetricsReporter: frames captured
+// and skipped, and the source's state.
+func (p *captureFrame) ProcessorMetrics() []edgeagent.Metric {
+	st := p.Stats()
+	return []edgeagent.Metric{
+		{Name: "frames_captured_total", Help: "Frames read from the camera source (after the fps cap).", Value: float64(st.Captured), Counter: true},
+		{Name: "frames_emitted_total", Help: "Frames committed as flowfiles.", Value: float64(st.Emitted), Counter: true},
+		{Name: "frames_skipped_total", Help: "Frames dropped at the source: backpressure, or a flow slower than the camera.", Value: float64(st.Skipped), Counter: true},
+		{Name: "camera_reconnects_total", Help: "Times a lost camera or stream was opened again.", Value: float64(st.Reconnects), Counter: true},
+		{Name: "camera_errors_total", Help: "Failed opens, reads and encodes.", Value: float64(st.Errors), Counter: true},
+		{Name: "camera_open", Help: "1 while the camera source is open, else 0.", Value: boolMetric(st.Open)},
+	}
+}
+
 func (p *captureFrame) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext, s edgeagent.ProcessSession) error {
 	g := p.grabber.Load()
 	if g == nil {

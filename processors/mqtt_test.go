@@ -58,6 +58,14 @@ func TestPublishMQTTDeliversAndRecordsSend(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { _ = r.Trigger(); return r.InputCount() == 0 }, 20*time.Second, 10*time.Millisecond)
 	require.Len(t, r.Output("success"), 200)
+	mr, ok := r.Harness().Processor().(edgeagent.MetricsReporter)
+	require.True(t, ok)
+	got := map[string]float64{}
+	for _, m := range mr.ProcessorMetrics() {
+		got[m.Name] = m.Value
+	}
+	require.Equal(t, 1.0, got["broker_connected"])
+	require.Equal(t, 200.0, got["mqtt_acknowledged_total"])
 	msgs := receiveN(t, sub, 200)
 	seen := map[string]bool{}
 	for _, m := range msgs {

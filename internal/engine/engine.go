@@ -211,7 +211,7 @@ func (e *Engine) Start(ctx context.Context) error {
 				return fmt.Errorf("starting processor %s (%s): %w", n.name, n.typ, err)
 			}
 		}
-		n.started = true
+		n.started.Store(true)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
@@ -262,7 +262,7 @@ func (e *Engine) stopNodes(ctx context.Context, nodes []*node) error {
 				errs = append(errs, fmt.Errorf("stopping processor %s: %w", n.name, err))
 			}
 		}
-		n.started = false
+		n.started.Store(false)
 	}
 	return errors.Join(errs...)
 }
@@ -279,6 +279,8 @@ type ProcessorStatus struct {
 	Yielded       bool    `json:"yielded"`
 	CommitAvgMS   float64 `json:"commit_avg_ms"`
 	LastError     string  `json:"last_error,omitempty"`
+	// Metrics are the processor's own figures (edgeagent.MetricsReporter).
+	Metrics []edgeagent.Metric `json:"metrics,omitempty"`
 }
 
 // QueueStatus is a connection's state for the status API and CLI.
@@ -311,6 +313,9 @@ func (e *Engine) Processors() []ProcessorStatus {
 		}
 		if s := n.metrics.lastError.Load(); s != nil {
 			ps.LastError = *s
+		}
+		if mr, ok := n.proc.(edgeagent.MetricsReporter); ok && n.started.Load() {
+			ps.Metrics = mr.ProcessorMetrics()
 		}
 		out = append(out, ps)
 	}

@@ -66,7 +66,7 @@ type node struct {
 
 	yieldUntil atomic.Int64 // unix nanos
 	yielded    atomic.Bool
-	started    bool
+	started    atomic.Bool
 
 	runMu   sync.Mutex
 	nextRun time.Time

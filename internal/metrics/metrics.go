@@ -71,7 +71,7 @@ func New(status StatusFunc, opts ...Option) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	if status != nil {
-		m.reg.MustRegister(NewCollector(status))
+		m.reg.MustRegister(NewCollector(status), processorMetrics{status})
 	}
 	return m
 }
@@ -228,6 +228,33 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.procBackpr, boolFloat(p.Backpressured), p.Name, p.Type)
 		gauge(c.procYield, boolFloat(p.Yielded), p.Name, p.Type)
 		gauge(c.procCommit, p.CommitAvgMS/1e3, p.Name, p.Type)
+	}
+}
+
+// processorMetrics exports the figures processors report themselves
+// (edgeagent.MetricsReporter) as edgeagent_processor_<name>. Their names are
+// only known at scrape time, so this collector describes nothing (an
+// "unchecked" collector for the registry).
+type processorMetrics struct{ status StatusFunc }
+
+func (processorMetrics) Describe(chan<- *prometheus.Desc) {}
+
+func (c processorMetrics) Collect(ch chan<- prometheus.Metric) {
+	st, err := c.status()
+	if err != nil || st == nil {
+		return
+	}
+	for _, p := range st.Processors {
+		for _, m := range p.Metrics {
+			d := prometheus.NewDesc(prometheus.BuildFQName(Namespace, "processor", m.Name), m.Help, []string{"processor", "type"}, nil)
+			vt := prometheus.GaugeValue
+			if m.Counter {
+				vt = prometheus.CounterValue
+			}
+			if cm, err := prometheus.NewConstMetric(d, vt, m.Value, p.Name, p.Type); err == nil {
+				ch <- cm
+			}
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/require"
 
+	"edgeagent.dev"
 	"edgeagent.dev/internal/engine"
 	"edgeagent.dev/internal/metrics"
 )
@@ -28,6 +29,10 @@ func fakeStatus() *engine.Status {
 		Processors: []engine.ProcessorStatus{
 			{Name: "get", Type: "GetFile", In: 0, Out: 20, Triggers: 7, Failures: 0, CommitAvgMS: 1.5},
 			{Name: "put", Type: "PutFile", In: 18, Out: 17, Triggers: 9, Failures: 2, Backpressured: true, Yielded: true, CommitAvgMS: 250},
+			{Name: "cam", Type: "CaptureFrame", Metrics: []edgeagent.Metric{
+				{Name: "frames_skipped_total", Help: "Frames dropped at the source.", Value: 12, Counter: true},
+				{Name: "camera_open", Help: "1 while open.", Value: 1},
+			}},
 		},
 		Queues: []engine.QueueStatus{
 			{Name: "get-success-put", Count: 3, Bytes: 300, OldestAgeSecs: 1.25, MaxCount: 10000, MaxBytes: 1 << 20, Full: false},
@@ -120,6 +125,10 @@ func TestScrapeStatus(t *testing.T) {
 		"edgeagent_processor_backpressure", "edgeagent_processor_yielded", "edgeagent_processor_commit_latency_average_seconds")
 
 	require.Equal(t, 1.0, value(t, fams, "edgeagent_status_up"))
+	// A processor's own figures (edgeagent.MetricsReporter).
+	requireType(t, fams, dto.MetricType_COUNTER, "edgeagent_processor_frames_skipped_total")
+	requireType(t, fams, dto.MetricType_GAUGE, "edgeagent_processor_camera_open")
+	require.Equal(t, 12.0, value(t, fams, "edgeagent_processor_frames_skipped_total", "processor", "cam", "type", "CaptureFrame"))
 	require.Equal(t, 1.0, value(t, fams, "edgeagent_build_info", "version", "v1.2.3", "goversion", runtime.Version()))
 	require.Equal(t, 1.0, value(t, fams, "edgeagent_flow_info", "agent_id", "jetson-01", "flow_file", "/etc/edgeagent/flow.yaml", "flow_sha256", "abc123"))
 	require.Equal(t, 42.5, value(t, fams, "edgeagent_uptime_seconds"))
