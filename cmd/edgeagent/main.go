@@ -9,6 +9,7 @@
 //	edgeagent provenance (--data-dir DIR | --config FILE) [--flowfile ID] [--since DURATION] [--limit N] [--json]
 //	edgeagent version
 //	edgeagent demo
+//	edgeagent c2 agents|push-flow|push-asset|acks --broker URL ...
 package main
 
 import (
@@ -49,6 +50,8 @@ commands:
   version                    print version, commit, build tags and built-in processors
   demo [--duration D] [--dir DIR]
                              run the embedded demo flow, then show its output, queues and provenance
+  c2 agents|push-flow|push-asset|acks --broker URL ...
+                             command and control of agents over MQTT (edgeagent c2 help)
 `
 
 func main() {
@@ -76,6 +79,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdProvenance(args[1:], reg, stdout)
 	case "demo":
 		err = cmdDemo(args[1:], reg, stdout, stderr)
+	case "c2":
+		err = cmdC2(args[1:], reg, stdout)
 	case "version", "--version":
 		err = cmdVersion(reg, stdout)
 	case "help", "-h", "--help":
@@ -157,12 +162,17 @@ func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
 	wdCtx, wdStop := context.WithCancel(ctx)
 	defer wdStop()
 	var watchdog sync.Once
+	// agent.c2: heartbeats and operations, started once the flow first runs.
+	var c2Start sync.Once
+	stopC2 := func() {}
+	defer func() { stopC2() }()
 	return engine.RunAgent(ctx, engine.AgentOptions{
 		ConfigPath: *cfg, Registry: reg, Reload: reload, LogOutput: stderr, Version: version,
 		Metrics: m.Handler(),
 		OnStart: func(a *engine.Agent) { agent.Store(a) },
 		OnReady: func() {
 			notify(sdnotify.Notify(sdnotify.StateReady, "STATUS=flow running"))
+			c2Start.Do(func() { stopC2 = startC2(ctx, *cfg, reg, agent.Load(), stderr) })
 			watchdog.Do(func() {
 				go func() {
 					if err := sdnotify.Run(wdCtx, healthy); err != nil && !errors.Is(err, context.Canceled) {
@@ -173,6 +183,7 @@ func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
 		},
 		OnReloading: func() { notify(sdnotify.Reloading()) },
 		OnStopping: func() {
+			stopC2()
 			wdStop()
 			notify(sdnotify.Notify(sdnotify.StateStopping, "STATUS=draining"))
 		},

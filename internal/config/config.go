@@ -83,7 +83,9 @@ type Agent struct {
 	MQTTBroker *MQTTBroker
 	// WatchConfig reloads the flow when its file changes, as SIGHUP does.
 	WatchConfig bool
-	Line, Col   int // position of the agent section; 0 when absent
+	// C2 is command and control (agent.c2), nil when not configured.
+	C2        *C2
+	Line, Col int // position of the agent section; 0 when absent
 }
 
 // DefaultBrokerListen is the embedded broker's default address: loopback only.
@@ -98,6 +100,60 @@ type MQTTBroker struct {
 	ClientCAFile   string // mutual TLS: CAs of client certificates
 	PasswordFile   string // users in mosquitto_passwd format
 	AllowAnonymous bool   // required to listen beyond loopback without authentication
+}
+
+// C2 defaults.
+const (
+	DefaultC2HeartbeatPeriod = 30 * time.Second
+	DefaultC2UpdateTimeout   = 30 * time.Second
+	DefaultC2AgentClass      = "default"
+)
+
+// C2Protocols are the channels agent.c2.protocol can name.
+var C2Protocols = []string{"http", "mqtt"}
+
+// C2Operations are the operations agent.c2.allow can name.
+var C2Operations = []string{"update_configuration", "update_asset", "describe", "clear_connection",
+	"start", "stop", "restart", "transfer_debug"}
+
+// C2 holds agent.c2: heartbeats to, and operations from, a command and
+// control server (MiNiFi C2 protocol over HTTP) or an MQTT broker.
+type C2 struct {
+	// Protocol is "http" or "mqtt": the one channel heartbeats go out on
+	// and operations are taken from.
+	Protocol string
+	// URL is the C2 server's heartbeat endpoint (http), e.g.
+	// https://c2.example/c2/api/heartbeat.
+	URL string
+	// AckURL is the acknowledge endpoint (http); default: URL with its
+	// last path element replaced by "acknowledge".
+	AckURL string
+	// Broker is the MQTT broker URL (mqtt).
+	Broker          string
+	AgentClass      string
+	HeartbeatPeriod time.Duration
+	// UpdateTimeout bounds how long a new flow has to reach a running
+	// state before it is rolled back.
+	UpdateTimeout time.Duration
+	// Allow lists the accepted operations (C2Operations); default: all.
+	Allow []string
+	// AssetsDir receives assets (update asset); default DATA_DIR/assets.
+	AssetsDir string
+	// TLS: CA bundle, client certificate and key (mutual TLS).
+	CAFile, CertFile, KeyFile string
+	// Username and PasswordFile authenticate to the broker (mqtt) or
+	// the server (http, basic auth).
+	Username, PasswordFile string
+}
+
+// Allows reports whether operation (one of C2Operations) is accepted.
+func (c *C2) Allows(operation string) bool {
+	for _, a := range c.Allow {
+		if a == operation {
+			return true
+		}
+	}
+	return false
 }
 
 // Repository holds agent.repository: the disk budget.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -22,7 +24,7 @@ import (
 // The keys allowed in each section, in the order the messages list them.
 var (
 	topKeys        = []string{"agent", "processors", "connections", "retired_connections"}
-	agentKeys      = []string{"id", "data_dir", "http", "log", "shutdown_timeout", "repository", "provenance", "mqtt_broker", "watch_config"}
+	agentKeys      = []string{"id", "data_dir", "http", "log", "shutdown_timeout", "repository", "provenance", "mqtt_broker", "watch_config", "c2"}
 	brokerKeys     = []string{"listen", "tls_cert_file", "tls_key_file", "tls_client_ca_file", "password_file", "allow_anonymous"}
 	logKeys        = []string{"level", "format"}
 	repositoryKeys = []string{"max_size", "max_content_size"}
@@ -294,7 +296,82 @@ func (p *parser) agent(n *yaml.Node, path string) Agent {
 		a.MQTTBroker = p.mqttBroker(bn, path+".mqtt_broker")
 	}
 	a.WatchConfig = m.boolean(p, "watch_config", false)
+	if cn := m.get("c2"); cn != nil {
+		a.C2 = p.c2(cn, path+".c2", a.DataDir)
+	}
 	return a
+}
+
+// c2Keys are the keys of agent.c2.
+var c2Keys = []string{"protocol", "url", "ack_url", "broker", "agent_class", "heartbeat_period", "update_timeout",
+	"allow", "assets_dir", "tls_ca_file", "tls_cert_file", "tls_key_file", "username", "password_file"}
+
+// c2 parses agent.c2, command and control.
+func (p *parser) c2(n *yaml.Node, path, dataDir string) *C2 {
+	c := &C2{AgentClass: DefaultC2AgentClass, HeartbeatPeriod: DefaultC2HeartbeatPeriod, UpdateTimeout: DefaultC2UpdateTimeout,
+		Allow: append([]string(nil), C2Operations...), AssetsDir: filepath.Join(dataDir, "assets")}
+	cm := p.mapping(n, path, c2Keys)
+	if cm == nil {
+		return c
+	}
+	c.Protocol = cm.enum(p, "protocol", C2Protocols, "")
+	if c.Protocol == "" && cm.get("protocol") == nil {
+		p.errorf(cm.pos(), path, "protocol is required (one of %s)", strings.Join(C2Protocols, ", "))
+	}
+	c.URL, _ = cm.scalar(p, "url")
+	c.AckURL, _ = cm.scalar(p, "ack_url")
+	c.Broker, _ = cm.scalar(p, "broker")
+	switch c.Protocol {
+	case "http":
+		if c.URL == "" {
+			p.errorf(cm.pos(), path, "protocol http needs url (the C2 server's heartbeat endpoint)")
+		} else if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.errorf(cm.get("url"), path+".url", "%q is not an http:// or https:// URL", c.URL)
+		}
+		if c.Broker != "" {
+			p.errorf(cm.get("broker"), path+".broker", "broker is for protocol mqtt")
+		}
+	case "mqtt":
+		if c.Broker == "" {
+			p.errorf(cm.pos(), path, "protocol mqtt needs broker (e.g. ssl://central:8883)")
+		}
+		for _, k := range []string{"url", "ack_url"} {
+			if cm.get(k) != nil {
+				p.errorf(cm.get(k), path+"."+k, "%s is for protocol http", k)
+			}
+		}
+	}
+	if v, ok := cm.scalar(p, "agent_class"); ok {
+		c.AgentClass = v
+		p.checkAgentID(cm.get("agent_class"), path+".agent_class", v)
+	}
+	c.HeartbeatPeriod = cm.duration(p, "heartbeat_period", c.HeartbeatPeriod, true)
+	c.UpdateTimeout = cm.duration(p, "update_timeout", c.UpdateTimeout, true)
+	if an := cm.get("allow"); an != nil {
+		c.Allow = nil
+		for _, it := range p.stringList(an, path+".allow") {
+			if !slices.Contains(C2Operations, it.v) {
+				p.errorf(it.n, it.path, "unknown operation %q (one of %s)", it.v, strings.Join(C2Operations, ", "))
+				continue
+			}
+			c.Allow = append(c.Allow, it.v)
+		}
+	}
+	if v, ok := cm.scalar(p, "assets_dir"); ok && v != "" {
+		c.AssetsDir = v
+	}
+	c.CAFile, _ = cm.scalar(p, "tls_ca_file")
+	c.CertFile, _ = cm.scalar(p, "tls_cert_file")
+	c.KeyFile, _ = cm.scalar(p, "tls_key_file")
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		p.errorf(cm.pos(), path, "tls_cert_file and tls_key_file must be set together")
+	}
+	c.Username, _ = cm.scalar(p, "username")
+	c.PasswordFile, _ = cm.scalar(p, "password_file")
+	if c.PasswordFile != "" && c.Username == "" {
+		p.errorf(cm.get("password_file"), path+".password_file", "password_file needs username")
+	}
+	return c
 }
 
 // mqttBroker parses agent.mqtt_broker, the embedded broker.
