@@ -117,9 +117,20 @@ func benchMQTT(base string, n int) {
 	check(os.MkdirAll(dir, 0o750))
 	m := startMosquitto(dir)
 	defer m.stop()
-	raw, rawCPU := rawPaho(m.addr, n, 1000)
-	fmt.Printf("raw paho QoS 1 publish (256 B, 1000 in flight):      %10.0f msg/s, %5.2f CPU s per 100k\n", raw, rawCPU/float64(n)*1e5)
-	ag, agCPU := agentMQTT(dir, m.addr, n)
-	fmt.Printf("agent GenerateFlowFile(256B)->PublishMQTT(QoS 1):    %10.0f msg/s, %5.2f CPU s per 100k\n", ag, agCPU/float64(n)*1e5)
+	// Alternate the two, three rounds each, and keep the best round of
+	// each: the shared machine's speed drifts within seconds.
+	var raw, rawCPU, ag, agCPU float64
+	for round := range 3 {
+		r, rc := rawPaho(m.addr, n, 1000)
+		a, ac := agentMQTT(filepath.Join(dir, fmt.Sprint("agent-", round)), m.addr, n)
+		if r > raw {
+			raw, rawCPU = r, rc
+		}
+		if a > ag {
+			ag, agCPU = a, ac
+		}
+	}
+	fmt.Printf("raw paho QoS 1 publish (256 B, 1000 in flight):      %10.0f msg/s, %5.2f CPU s per 100k (best of 3)\n", raw, rawCPU/float64(n)*1e5)
+	fmt.Printf("agent GenerateFlowFile(256B)->PublishMQTT(QoS 1):    %10.0f msg/s, %5.2f CPU s per 100k (best of 3)\n", ag, agCPU/float64(n)*1e5)
 	fmt.Printf("ratio agent/raw:                                      %10.3f   (target >= 0.8)\n\n", ag/raw)
 }

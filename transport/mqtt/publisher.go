@@ -40,7 +40,19 @@ type Publisher struct {
 	conn   *conn
 	closed bool
 
-	waiters sync.WaitGroup // one goroutine per publish in flight
+	waiters sync.WaitGroup // one count per publish in flight
+	// queue feeds the publishes handed to paho, in order, to one goroutine
+	// that waits for each acknowledgement (no goroutine per message).
+	queue      chan inflight
+	waiterDone chan struct{}
+}
+
+// inflight is a publish waiting for its acknowledgement.
+type inflight struct {
+	tok   paho.Token
+	pd    *Pending
+	c     *conn
+	topic string
 }
 
 // NewPublisher returns a Publisher for opts. It does no I/O; Connect
@@ -72,6 +84,9 @@ func (p *Publisher) Connect(ctx context.Context) error {
 		return err
 	}
 	p.conn = c
+	p.queue = make(chan inflight, cap(p.window))
+	p.waiterDone = make(chan struct{})
+	go p.waitAcks()
 	p.mu.Unlock()
 	return c.start(ctx)
 }
@@ -121,15 +136,26 @@ func (p *Publisher) Publish(ctx context.Context, topic string, qos byte, retaine
 	}
 	tok := c.client.Publish(topic, qos, retained, payload)
 	c.stats.published.Add(1)
-	go func() {
-		defer p.waiters.Done()
-		<-tok.Done()
+	// Never blocks: the window bounds what is in flight to the queue's size.
+	p.queue <- inflight{tok: tok, pd: pd, c: c, topic: topic}
+	return pd
+}
+
+// waitAcks completes the publishes in the order they were handed to paho.
+// A broker acknowledges QoS 1/2 messages of one connection in order, and a
+// dropped connection fails every token, so waiting in order costs nothing.
+func (p *Publisher) waitAcks() {
+	defer close(p.waiterDone)
+	for it := range p.queue {
+		<-it.tok.Done()
 		<-p.window
-		err := tok.Error()
+		err := it.tok.Error()
+		c := it.c
 		if err == nil {
 			c.stats.acked.Add(1)
-			pd.complete(nil)
-			return
+			it.pd.complete(nil)
+			p.waiters.Done()
+			continue
 		}
 		c.stats.failed.Add(1)
 		switch {
@@ -140,9 +166,9 @@ func (p *Publisher) Publish(ctx context.Context, topic string, qos byte, retaine
 		default:
 			err = fmt.Errorf("%w: %v", ErrConnectionLost, err)
 		}
-		pd.complete(fmt.Errorf("publishing to %q: %w", topic, err))
-	}()
-	return pd
+		it.pd.complete(fmt.Errorf("publishing to %q: %w", it.topic, err))
+		p.waiters.Done()
+	}
 }
 
 // Stats returns the connection state and counters.
@@ -182,6 +208,8 @@ func (p *Publisher) Close(ctx context.Context) error {
 	}
 	c.close()
 	<-drained // disconnecting completed every paho token
+	close(p.queue)
+	<-p.waiterDone
 	return err
 }
 
