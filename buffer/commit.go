@@ -56,7 +56,30 @@ const releaseInterval = 100 * time.Millisecond
 type commitReq struct {
 	change       *Change
 	housekeeping bool
+	clear        *Queue // drop what this queue holds (not leased), up to clearLimit
+	details      string // the DROP events' details for clear
+	cleared      int    // set by the transaction: how many were dropped
 	done         chan error
+}
+
+// clearLimit bounds the flowfiles one transaction of Clear drops.
+const clearLimit = 20000
+
+// Clear drops every flowfile queued on q that no session holds, with a DROP
+// provenance event each (details says why), in transactions of at most
+// clearLimit flowfiles, and returns how many it dropped.
+func (r *Repo) Clear(ctx context.Context, q *Queue, details string) (int, error) {
+	total := 0
+	for {
+		req := &commitReq{clear: q, details: details}
+		if err := r.submit(ctx, req); err != nil {
+			return total, err
+		}
+		total += req.cleared
+		if req.cleared < clearLimit {
+			return total, nil
+		}
+	}
 }
 
 // Commit applies ch durably: when it returns nil the change is on disk (one
@@ -179,6 +202,22 @@ func (r *Repo) runTx(batch []*commitReq) (*txState, error) {
 		for _, req := range batch {
 			if req.housekeeping {
 				st.housekeeping = true
+				continue
+			}
+			if req.clear != nil {
+				n := 0
+				err := st.oldest(req.clear, func(_ []byte, _ time.Time, ff *edgeagent.FlowFile) (bool, error) {
+					if n >= clearLimit {
+						return false, nil
+					}
+					n++
+					st.dropEvent(provenance.EventDrop, req.clear, ff, req.details)
+					return true, nil
+				})
+				if err != nil {
+					return err
+				}
+				req.cleared = n
 				continue
 			}
 			if err := st.applyChange(req.change); err != nil {

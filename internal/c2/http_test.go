@@ -65,7 +65,7 @@ func checkHeartbeat(t *testing.T, raw []byte, flowHash string) {
 func httpSection(url string) string {
 	return "    protocol: http\n    url: " + url + "/c2/api/heartbeat\n    agent_class: cams\n" +
 		"    heartbeat_period: 100ms\n    update_timeout: 3s\n" +
-		"    allow: [update_configuration, update_asset, describe, transfer_debug, start, clear_connection]\n"
+		"    allow: [update_configuration, update_asset, describe, transfer_debug, start, stop, clear_connection]\n"
 }
 
 func TestHTTPChannel(t *testing.T) {
@@ -155,6 +155,8 @@ func TestHTTPChannel(t *testing.T) {
 	srv.push(c2.Operation{Identifier: "op-6", Operation: "DESCRIBE", Operand: "manifest"})
 	srv.push(c2.Operation{Identifier: "op-7", Operation: "TRANSFER", Operand: "debug", Args: map[string]string{"target": "/upload"}})
 	srv.push(c2.Operation{Identifier: "op-8", Operation: "START", Args: map[string]string{"processor": "gen"}})
+	srv.push(c2.Operation{Identifier: "op-8b", Operation: "STOP", Args: map[string]string{"processor": "gen"}})
+	srv.push(c2.Operation{Identifier: "op-8c", Operation: "START", Args: map[string]string{"processor": "gen"}})
 	srv.push(c2.Operation{Identifier: "op-9", Operation: "PAUSE"})
 	srv.push(c2.Operation{Identifier: "op-10", Operation: "RESTART"})
 	a = srv.ack(t, "op-6")
@@ -174,7 +176,12 @@ func TestHTTPChannel(t *testing.T) {
 	srv.mu.Unlock()
 	a = srv.ack(t, "op-8")
 	require.Equal(t, c2.NotApplied, a.OperationState.State)
-	require.Contains(t, a.OperationState.Details, "not supported")
+	require.Contains(t, a.OperationState.Details, "already running")
+	a = srv.ack(t, "op-8b")
+	require.Equal(t, c2.FullyApplied, a.OperationState.State, a.OperationState.Details)
+	require.Equal(t, "processor gen stopped", a.OperationState.Details)
+	a = srv.ack(t, "op-8c")
+	require.Equal(t, c2.FullyApplied, a.OperationState.State, a.OperationState.Details)
 	a = srv.ack(t, "op-9")
 	require.Equal(t, c2.OperationNotUnderstood, a.OperationState.State)
 	require.Contains(t, a.OperationState.Details, "not supported")

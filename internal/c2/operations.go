@@ -178,8 +178,15 @@ func (c *Client) execute(ctx context.Context, op Operation) (*Ack, func()) {
 			} else {
 				set(FullyApplied, "%s", detail)
 			}
-		default: // clear_connection, start, stop
-			set(NotApplied, "%v: %s (the engine cannot do this on a running flow; change the flow instead)", ErrNotSupported, name)
+		case "start", "stop", "clear_connection":
+			detail, err := c.control(ctx, name, op)
+			if err != nil {
+				set(NotApplied, "%v", err)
+			} else {
+				set(FullyApplied, "%s", detail)
+			}
+		default:
+			set(NotApplied, "%v: %s", ErrNotSupported, name)
 		}
 	}
 	c.remember(op.Identifier, ack.OperationState)
@@ -511,5 +518,60 @@ func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
+	}
+}
+
+// Controller is implemented by agents that can start and stop single
+// processors and clear connections of the running flow (*engine.Agent).
+type Controller interface {
+	StartProcessor(ctx context.Context, name string) error
+	StopProcessor(ctx context.Context, name string) error
+	ClearConnection(ctx context.Context, name string) (int, error)
+}
+
+// control runs start, stop and clear connection. The component is named by
+// args processor / connection (or name), else by the operand.
+func (c *Client) control(ctx context.Context, name string, op Operation) (string, error) {
+	ctl, ok := c.agent.(Controller)
+	if !ok {
+		return "", fmt.Errorf("%w: %s", ErrNotSupported, name)
+	}
+	target := func(keys ...string) string {
+		for _, k := range keys {
+			if v := op.Args[k]; v != "" {
+				return v
+			}
+		}
+		if o := op.Operand; o != "" && !strings.EqualFold(o, "connection") {
+			return o
+		}
+		return ""
+	}
+	switch name {
+	case "clear_connection":
+		conn := target("connection", "name")
+		if conn == "" {
+			return "", errors.New("clear connection: name the connection in args.connection")
+		}
+		n, err := ctl.ClearConnection(ctx, conn)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("cleared %d flowfiles from %s", n, conn), nil
+	default:
+		proc := target("processor", "component", "name")
+		if proc == "" {
+			return "", fmt.Errorf("%s: name the processor in args.processor", name)
+		}
+		if name == "start" {
+			if err := ctl.StartProcessor(ctx, proc); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("processor %s started", proc), nil
+		}
+		if err := ctl.StopProcessor(ctx, proc); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("processor %s stopped", proc), nil
 	}
 }

@@ -321,3 +321,26 @@ func (a *Agent) BrokerAddr() string {
 
 // Engine returns the running engine.
 func (a *Agent) Engine() *Engine { return a.engine.Load() }
+
+// StopProcessor stops one processor of the running flow (see
+// Engine.StopProcessor); a reload starts it again.
+func (a *Agent) StopProcessor(ctx context.Context, name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.engine.Load().StopProcessor(ctx, name)
+}
+
+// StartProcessor starts a processor StopProcessor stopped.
+func (a *Agent) StartProcessor(ctx context.Context, name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.engine.Load().StartProcessor(ctx, name)
+}
+
+// ClearConnection drops what a connection of the running flow holds (see
+// Engine.ClearConnection).
+func (a *Agent) ClearConnection(ctx context.Context, name string) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.engine.Load().ClearConnection(ctx, name)
+}

@@ -31,7 +31,8 @@ type Engine struct {
 	// queues feed a processor, in flow order.
 	draining []string
 
-	stop    chan struct{}
+	ctl     sync.Mutex // serializes Stop, StopProcessor and StartProcessor
+	runCtx  context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	running atomic.Bool
@@ -215,16 +216,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
-	e.stop = make(chan struct{})
+	e.runCtx = runCtx
 	for _, n := range e.nodes {
-		n.prepare(e.stop)
-		for range n.sched.Concurrency {
-			e.wg.Add(1)
-			go func() {
-				defer e.wg.Done()
-				n.runTask(runCtx, e.stop)
-			}()
-		}
+		e.spawn(n)
 	}
 	e.running.Store(true)
 	e.log.Info("flow started", "processors", len(e.nodes), "connections", len(e.queues))
@@ -235,10 +229,18 @@ func (e *Engine) Start(ctx context.Context) error {
 // commit (or, past ctx's deadline, are cancelled and roll back), then the
 // processors are stopped. Queued flowfiles stay on disk.
 func (e *Engine) Stop(ctx context.Context) error {
+	e.ctl.Lock()
+	defer e.ctl.Unlock()
 	if !e.running.CompareAndSwap(true, false) {
 		return nil
 	}
-	close(e.stop)
+	var started []*node
+	for _, n := range e.nodes {
+		if n.started.Load() {
+			close(n.stop)
+			started = append(started, n)
+		}
+	}
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {
@@ -249,9 +251,87 @@ func (e *Engine) Stop(ctx context.Context) error {
 		<-done
 	}
 	e.cancel()
-	err := e.stopNodes(context.WithoutCancel(ctx), e.nodes)
+	err := e.stopNodes(context.WithoutCancel(ctx), started)
 	e.log.Info("flow stopped")
 	return err
+}
+
+// spawn starts n's tasks.
+func (e *Engine) spawn(n *node) {
+	n.stop = make(chan struct{})
+	n.prepare(n.stop)
+	for range n.sched.Concurrency {
+		e.wg.Add(1)
+		n.tasks.Add(1)
+		go func() {
+			defer e.wg.Done()
+			defer n.tasks.Done()
+			n.runTask(e.runCtx, n.stop)
+		}()
+	}
+}
+
+func (e *Engine) node(name string) (*node, error) {
+	for _, n := range e.nodes {
+		if n.name == name {
+			return n, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrUnknownProcessor, name)
+}
+
+// StopProcessor stops one processor of the running flow (its queues keep
+// filling up to their thresholds): running triggers finish and commit, then
+// its Stop is called. It stays stopped until StartProcessor or a reload.
+func (e *Engine) StopProcessor(ctx context.Context, name string) error {
+	e.ctl.Lock()
+	defer e.ctl.Unlock()
+	n, err := e.node(name)
+	if err != nil {
+		return err
+	}
+	if !e.running.Load() || !n.started.Load() {
+		return fmt.Errorf("stopping processor %s: %w", name, ErrNotRunning)
+	}
+	close(n.stop)
+	n.tasks.Wait()
+	err = e.stopNodes(ctx, []*node{n})
+	e.log.Info("processor stopped", "processor", name)
+	return err
+}
+
+// StartProcessor starts a processor that StopProcessor stopped.
+func (e *Engine) StartProcessor(ctx context.Context, name string) error {
+	e.ctl.Lock()
+	defer e.ctl.Unlock()
+	n, err := e.node(name)
+	if err != nil {
+		return err
+	}
+	if !e.running.Load() || n.started.Load() {
+		return fmt.Errorf("starting processor %s: %w", name, ErrAlreadyRunning)
+	}
+	if st, ok := n.proc.(edgeagent.Starter); ok {
+		if err := st.Start(ctx, n); err != nil {
+			e.stopNodes(ctx, []*node{n})
+			return fmt.Errorf("starting processor %s (%s): %w", n.name, n.typ, err)
+		}
+	}
+	n.started.Store(true)
+	e.spawn(n)
+	e.log.Info("processor started", "processor", name)
+	return nil
+}
+
+// ClearConnection drops every flowfile queued on the named connection that
+// no running session holds, each with a DROP provenance event, and returns
+// how many it dropped.
+func (e *Engine) ClearConnection(ctx context.Context, name string) (int, error) {
+	q, ok := e.queues[name]
+	if !ok {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownConnection, name)
+	}
+	return e.repo.Clear(ctx, q, "cleared by an operator")
 }
 
 func (e *Engine) stopNodes(ctx context.Context, nodes []*node) error {
@@ -277,6 +357,7 @@ type ProcessorStatus struct {
 	Failures      int64   `json:"failures"`
 	Backpressured bool    `json:"backpressure"`
 	Yielded       bool    `json:"yielded"`
+	Running       bool    `json:"running"`
 	CommitAvgMS   float64 `json:"commit_avg_ms"`
 	LastError     string  `json:"last_error,omitempty"`
 	// Metrics are the processor's own figures (edgeagent.MetricsReporter).
@@ -307,6 +388,7 @@ func (e *Engine) Processors() []ProcessorStatus {
 			Triggers: n.metrics.triggers.Load(), Failures: n.metrics.failures.Load(),
 			Backpressured: n.metrics.backpressured.Load(),
 			Yielded:       n.yieldUntil.Load() > now,
+			Running:       n.started.Load(),
 		}
 		if c := n.metrics.commits.Load(); c > 0 {
 			ps.CommitAvgMS = float64(n.metrics.commitNanos.Load()) / float64(c) / 1e6

@@ -419,3 +419,62 @@ func (b *broken) Stop(context.Context) error { b.stopped.Done(); return nil }
 func (b *broken) OnTrigger(context.Context, edgeagent.ProcessContext, edgeagent.ProcessSession) error {
 	return nil
 }
+
+func TestStopStartProcessorAndClearConnection(t *testing.T) {
+	g := &gate{batch: 10}
+	g.open.Store(true)
+	r := start(t, registry(g), `
+agent: {id: t, data_dir: DATA/data}
+processors:
+  - name: gen
+    type: GenerateFlowFile
+    schedule: {period: 5ms}
+    properties: {batch_size: 5}
+  - name: gate
+    type: Gate
+    auto_terminate: [success]
+connections:
+  - {name: q, from: gen, relationship: success, to: gate, max_count: 1000}
+`)
+	ctx := context.Background()
+	require.NoError(t, r.eng.StopProcessor(ctx, "gate"))
+	require.ErrorIs(t, r.eng.StopProcessor(ctx, "gate"), engine.ErrNotRunning)
+	require.ErrorIs(t, r.eng.StopProcessor(ctx, "nope"), engine.ErrUnknownProcessor)
+	for _, p := range r.eng.Processors() {
+		require.Equal(t, p.Name != "gate", p.Running, p.Name)
+	}
+	require.Eventually(t, func() bool { return r.queue("q").Count >= 50 }, 10*time.Second, 5*time.Millisecond,
+		"the stopped processor's input queue fills")
+	in := func() int64 {
+		for _, p := range r.eng.Processors() {
+			if p.Name == "gate" {
+				return p.In
+			}
+		}
+		return -1
+	}
+	before := in()
+	time.Sleep(50 * time.Millisecond)
+	require.Equal(t, before, in(), "a stopped processor takes nothing")
+
+	require.NoError(t, r.eng.StopProcessor(ctx, "gen"))
+	queued := r.queue("q").Count
+	n, err := r.eng.ClearConnection(ctx, "q")
+	require.NoError(t, err)
+	require.Equal(t, int(queued), n)
+	require.Zero(t, r.queue("q").Count)
+	drops := 0
+	for _, e := range r.events() {
+		if e.Type == provenance.EventDrop && e.Details == "cleared by an operator" {
+			drops++
+		}
+	}
+	require.Equal(t, n, drops)
+	_, err = r.eng.ClearConnection(ctx, "nope")
+	require.ErrorIs(t, err, engine.ErrUnknownConnection)
+
+	require.NoError(t, r.eng.StartProcessor(ctx, "gen"))
+	require.NoError(t, r.eng.StartProcessor(ctx, "gate"))
+	require.ErrorIs(t, r.eng.StartProcessor(ctx, "gate"), engine.ErrAlreadyRunning)
+	require.Eventually(t, func() bool { return in() > before }, 10*time.Second, 5*time.Millisecond, "a restarted processor runs again")
+}

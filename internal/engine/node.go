@@ -67,6 +67,9 @@ type node struct {
 	yieldUntil atomic.Int64 // unix nanos
 	yielded    atomic.Bool
 	started    atomic.Bool
+	stop       chan struct{}  // closed to stop this processor's tasks
+	tasks      sync.WaitGroup // this processor's running tasks
+	cancel     context.CancelFunc
 
 	runMu   sync.Mutex
 	nextRun time.Time
