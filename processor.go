@@ -181,3 +181,11 @@ type Metric struct {
 type MetricsReporter interface {
 	ProcessorMetrics() []Metric
 }
+
+// InfoReporter is implemented by processors with descriptive facts for the
+// status API and heartbeats (for example the model sha256 and the execution
+// provider of an inference processor). ProcessorInfo is called from any
+// goroutine between Start and Stop.
+type InfoReporter interface {
+	ProcessorInfo() map[string]string
+}

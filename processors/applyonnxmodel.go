@@ -44,6 +44,22 @@ type applyONNXModel struct {
 	clearProvider func()
 }
 
+// ProcessorInfo implements edgeagent.InfoReporter: the models' sha256 and
+// execution providers, for the status API and C2 heartbeats.
+func (p *applyONNXModel) ProcessorInfo() map[string]string {
+	info := map[string]string{}
+	for role, m := range map[string]*inference.Model{"model": p.det, "rec_model": p.rec} {
+		if m == nil {
+			continue
+		}
+		mi := m.Info()
+		info[role+".path"] = mi.Path
+		info[role+".sha256"] = mi.SHA256
+		info[role+".provider"] = string(mi.Provider)
+	}
+	return info
+}
+
 func newApplyONNXModel(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, error) {
 	p := &applyONNXModel{
 		name:      cfg.Name,

@@ -285,6 +285,10 @@ func TestApplyONNXModelPPOCR(t *testing.T) {
 	require.Len(t, mods, 1)
 	require.Contains(t, mods[0].Details, "model="+det+" sha256="+fileSHA256(t, det))
 	require.Contains(t, mods[0].Details, "rec_model="+rec)
+	info := r.Harness().Processor().(edgeagent.InfoReporter).ProcessorInfo()
+	require.Equal(t, fileSHA256(t, det), info["model.sha256"])
+	require.Equal(t, "cpu", info["model.provider"])
+	require.Equal(t, fileSHA256(t, rec), info["rec_model.sha256"])
 }
 
 func TestApplyONNXModelStartErrors(t *testing.T) {

@@ -362,6 +362,8 @@ type ProcessorStatus struct {
 	LastError     string  `json:"last_error,omitempty"`
 	// Metrics are the processor's own figures (edgeagent.MetricsReporter).
 	Metrics []edgeagent.Metric `json:"metrics,omitempty"`
+	// Info are the processor's descriptive facts (edgeagent.InfoReporter).
+	Info map[string]string `json:"info,omitempty"`
 }
 
 // QueueStatus is a connection's state for the status API and CLI.
@@ -398,6 +400,9 @@ func (e *Engine) Processors() []ProcessorStatus {
 		}
 		if mr, ok := n.proc.(edgeagent.MetricsReporter); ok && n.started.Load() {
 			ps.Metrics = mr.ProcessorMetrics()
+		}
+		if ir, ok := n.proc.(edgeagent.InfoReporter); ok && n.started.Load() {
+			ps.Info = ir.ProcessorInfo()
 		}
 		out = append(out, ps)
 	}
