@@ -142,6 +142,7 @@ func TestHTTPChannel(t *testing.T) {
 	srv.push(c2.Operation{Identifier: "op-5", Operation: "UPDATE", Operand: "asset", Args: map[string]string{
 		"assetUrl": srv.URL + "/files/model.onnx", "assetFileName": "model.onnx", "sha256": sha(model)}})
 	a = srv.ack(t, "op-5")
+	require.Contains(t, a.OperationState.Details, "flow restarted to load it")
 	require.Equal(t, c2.FullyApplied, a.OperationState.State, a.OperationState.Details)
 	got, err := os.ReadFile(filepath.Join(assets, "model.onnx"))
 	require.NoError(t, err)

@@ -374,7 +374,16 @@ func (c *Client) updateAsset(ctx context.Context, op Operation) (string, error) 
 		return "", fmt.Errorf("installing the asset: %w", err)
 	}
 	syncDir(c.cfg.AssetsDir)
-	return fmt.Sprintf("asset %s installed (%d bytes, sha256 %s)", dst, n, want), nil
+	msg := fmt.Sprintf("asset %s installed (%d bytes, sha256 %s)", dst, n, want)
+	// Processors load their models and files at start: restart the flow
+	// so that those using the asset load the new one.
+	if r, ok := c.agent.(FlowRestarter); ok {
+		if !r.RestartFlow(ctx) {
+			return "", fmt.Errorf("%s, but the flow did not restart with it", msg)
+		}
+		msg += "; flow restarted to load it"
+	}
+	return msg, nil
 }
 
 func isStaging(name string) bool {
@@ -574,4 +583,10 @@ func (c *Client) control(ctx context.Context, name string, op Operation) (string
 		}
 		return fmt.Sprintf("processor %s stopped", proc), nil
 	}
+}
+
+// FlowRestarter is implemented by agents that can restart the running flow
+// from an unchanged flow file (*engine.Agent), so processors reload assets.
+type FlowRestarter interface {
+	RestartFlow(ctx context.Context) bool
 }

@@ -199,7 +199,15 @@ func RunAgent(ctx context.Context, opts AgentOptions) error {
 // flowfiles without listing it under retired_connections, leaves the
 // running flow in place; connections that remain keep their flowfiles. It reports whether the new flow is running.
 // OnReloading is called first and OnReady last, when a flow runs.
-func (a *Agent) Reload(ctx context.Context) bool {
+func (a *Agent) Reload(ctx context.Context) bool { return a.reloadFlow(ctx, false) }
+
+// RestartFlow stops the running flow and starts it again from the flow
+// file even when the file did not change, so that processors reopen what
+// they load at start (a model replaced by C2's update asset, say). Queues
+// keep their flowfiles. It reports whether the flow runs.
+func (a *Agent) RestartFlow(ctx context.Context) bool { return a.reloadFlow(ctx, true) }
+
+func (a *Agent) reloadFlow(ctx context.Context, force bool) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.reloading.Store(true)
@@ -207,7 +215,7 @@ func (a *Agent) Reload(ctx context.Context) bool {
 	if a.opts.OnReloading != nil {
 		a.opts.OnReloading()
 	}
-	ok := a.reload(ctx)
+	ok := a.reload(ctx, force)
 	if e := a.engine.Load(); a.opts.OnReady != nil && e != nil && e.Running() {
 		a.opts.OnReady()
 	}
@@ -217,7 +225,7 @@ func (a *Agent) Reload(ctx context.Context) bool {
 // Reloading reports whether a reload is under way.
 func (a *Agent) Reloading() bool { return a.reloading.Load() }
 
-func (a *Agent) reload(ctx context.Context) bool {
+func (a *Agent) reload(ctx context.Context, force bool) bool {
 	cur := a.engine.Load()
 	fail := func(msg string, err error) bool {
 		a.log.Error(msg+"; the running flow is kept", "err", err)
@@ -230,7 +238,7 @@ func (a *Agent) reload(ctx context.Context) bool {
 	if err != nil {
 		return fail("reload refused: the flow file does not validate", err)
 	}
-	if flow.Hash == cur.flow.Hash {
+	if flow.Hash == cur.flow.Hash && !force {
 		a.log.Info("reload: flow file unchanged")
 		return true
 	}
