@@ -222,7 +222,7 @@ func cmdC2Acks(ctx context.Context, args []string, stdout io.Writer) error {
 // (safe to call more than once). cmdRun calls it once, when the flow first
 // runs, and stops it when the drain begins, so no operation reloads a flow
 // that is draining.
-func startC2(ctx context.Context, cfgPath string, reg *edgeagent.Registry, a *engine.Agent, stderr io.Writer) (stop func()) {
+func startC2(ctx context.Context, cfgPath string, reg *edgeagent.Registry, a *engine.Agent, restart func(), stderr io.Writer) (stop func()) {
 	flow, err := config.Load(cfgPath, reg)
 	if err != nil || flow.Agent.C2 == nil {
 		return func() {}
@@ -230,7 +230,7 @@ func startC2(ctx context.Context, cfgPath string, reg *edgeagent.Registry, a *en
 	log := engine.NewLogger(stderr, flow.Agent.LogLevel, flow.Agent.LogFormat).With("agent", flow.Agent.ID)
 	cl, err := c2.New(c2.Options{
 		Config: flow.Agent.C2, AgentID: flow.Agent.ID, ConfigPath: cfgPath, DataDir: flow.Agent.DataDir,
-		Agent: a, Registry: reg, BuildTags: buildTags(), Logger: log,
+		Agent: a, Registry: reg, BuildTags: buildTags(), Logger: log, Restart: restart,
 	})
 	if err != nil {
 		log.Error("c2 disabled", "err", err)

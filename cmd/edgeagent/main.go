@@ -123,8 +123,20 @@ func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
 	if *cfg == "" {
 		return usageError{errors.New("--config FILE is required")}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// A C2 restart operation drains the agent like SIGTERM, then runs the
+	// binary again in this process (same PID, so systemd keeps tracking it).
+	ctx, cancelRun := context.WithCancel(sigCtx)
+	defer cancelRun()
+	var restart atomic.Bool
+	requestRestart := func() {
+		// Called on the C2 client's goroutine, which the drain waits for.
+		go func() {
+			restart.Store(true)
+			cancelRun()
+		}()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -166,13 +178,13 @@ func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
 	var c2Start sync.Once
 	stopC2 := func() {}
 	defer func() { stopC2() }()
-	return engine.RunAgent(ctx, engine.AgentOptions{
+	err := engine.RunAgent(ctx, engine.AgentOptions{
 		ConfigPath: *cfg, Registry: reg, Reload: reload, LogOutput: stderr, Version: version,
 		Metrics: m.Handler(),
 		OnStart: func(a *engine.Agent) { agent.Store(a) },
 		OnReady: func() {
 			notify(sdnotify.Notify(sdnotify.StateReady, "STATUS=flow running"))
-			c2Start.Do(func() { stopC2 = startC2(ctx, *cfg, reg, agent.Load(), stderr) })
+			c2Start.Do(func() { stopC2 = startC2(ctx, *cfg, reg, agent.Load(), requestRestart, stderr) })
 			watchdog.Do(func() {
 				go func() {
 					if err := sdnotify.Run(wdCtx, healthy); err != nil && !errors.Is(err, context.Canceled) {
@@ -188,4 +200,14 @@ func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
 			notify(sdnotify.Notify(sdnotify.StateStopping, "STATUS=draining"))
 		},
 	})
+	if err != nil || !restart.Load() || sigCtx.Err() != nil {
+		return err
+	}
+	stopC2()
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("restarting: %w", err)
+	}
+	fmt.Fprintln(stderr, "edgeagent: restarting (C2 restart operation)")
+	return fmt.Errorf("restarting %s: %w", exe, syscall.Exec(exe, os.Args, os.Environ()))
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -444,4 +445,58 @@ func TestDemoRunsAndReports(t *testing.T) {
 	require.Regexp(t, `MQTT: [1-9][0-9]* alerts published \(SEND after PUBACK\), [1-9][0-9]* received`, out)
 	require.Contains(t, out, "lineage of the last batch file")
 	require.Contains(t, out, "SEND")
+}
+
+// TestC2RestartReexecs pushes a RESTART operation from a test C2 server: the
+// agent acknowledges it, drains, and runs again in the same process.
+func TestC2RestartReexecs(t *testing.T) {
+	var mu sync.Mutex
+	var acks []string
+	sent := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/acknowledge"):
+			acks = append(acks, string(b))
+			w.WriteHeader(http.StatusOK)
+		case !sent:
+			sent = true
+			fmt.Fprint(w, `{"requestedOperations":[{"identifier":"r1","operation":"RESTART"}]}`)
+		default:
+			fmt.Fprint(w, `{}`)
+		}
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	flow := writeFlow(t, dir, "flow.yaml", `
+agent:
+  id: restarts
+  data_dir: DIR/data
+  c2: {protocol: http, url: "`+srv.URL+`/c2/heartbeat", heartbeat_period: 100ms, allow: [restart]}
+processors:
+  - name: gen
+    type: GenerateFlowFile
+    schedule: {period: 1h}
+    auto_terminate: [success]
+`)
+	p := startAgent(t, "run", "--config", flow)
+	require.Eventually(t, func() bool {
+		return strings.Contains(p.out.String(), "restarting (C2 restart operation)") &&
+			strings.Count(p.out.String(), "agent running") >= 2
+	}, 30*time.Second, 50*time.Millisecond, "the agent drained and came back in the same process")
+	mu.Lock()
+	require.NotEmpty(t, acks)
+	require.Contains(t, acks[0], "FULLY_APPLIED")
+	mu.Unlock()
+	select {
+	case <-p.done:
+		t.Fatal("the process exited instead of re-executing")
+	default:
+	}
+	pid := p.cmd.Process.Pid
+	t.Logf("agent %d output:\n%s", pid, p.out.String())
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, 15*time.Second))
 }
