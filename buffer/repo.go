@@ -389,7 +389,8 @@ func (r *Repo) housekeeper() {
 			return
 		case <-t.C:
 		}
-		r.refreshUsage()
+		// The committer refreshes the usage figures after each housekeeping
+		// transaction; the eviction request they set is served by the next.
 		ctx := context.Background()
 		if err := r.submit(ctx, &commitReq{housekeeping: true}); err != nil && !errors.Is(err, edgeagent.ErrRepositoryClosed) {
 			r.log.Error("housekeeping failed", "err", err)
