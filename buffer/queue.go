@@ -348,14 +348,14 @@ func itemKey(p Prioritizer, ff *edgeagent.FlowFile, seq uint64) []byte {
 	case NewestFirst:
 		k = binary.BigEndian.AppendUint64(make([]byte, 0, 16), ^uint64(timeNanos(ff.EntryTime)))
 	case PriorityAttribute:
-		k = priorityKey(ff.Attributes[edgeagent.AttrPriority], ff.Attributes != nil && hasKey(ff.Attributes, edgeagent.AttrPriority))
+		v, set := ff.Attributes[edgeagent.AttrPriority]
+		k = priorityKey(v, set)
 	default:
 		k = make([]byte, 0, 8)
 	}
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
-func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
 
 // priorityKey orders numbers (ascending) before text (lexical) before unset.
 func priorityKey(v string, set bool) []byte {

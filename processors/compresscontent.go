@@ -99,8 +99,8 @@ func newCompressContent(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, er
 }
 
 func (p *compressContent) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext, s edgeagent.ProcessSession) error {
-	batch := inputBatch(pc, s, compressBatch)
-	if batch == nil {
+	batch := s.GetBatch(compressBatch)
+	if len(batch) == 0 {
 		return nil
 	}
 	for i, ff := range batch {

@@ -17,18 +17,6 @@ import (
 // duplicates a crash can cause.
 const batchSize = 100
 
-// inputBatch takes up to max queued flowfiles, or returns nil when none is
-// available. It does not yield: with several tasks, one finding the queue
-// empty (the others took it) must not pause them all; the engine waits for
-// new input by itself.
-func inputBatch(_ edgeagent.ProcessContext, s edgeagent.ProcessSession, max int) []*edgeagent.FlowFile {
-	batch := s.GetBatch(max)
-	if len(batch) == 0 {
-		return nil
-	}
-	return batch
-}
-
 // stopping reports whether ctx is done, and then returns rest to its queue
 // untouched, so a stopping flow leaves it for the next start.
 func stopping(ctx context.Context, s edgeagent.ProcessSession, rest []*edgeagent.FlowFile) bool {

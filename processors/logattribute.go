@@ -78,8 +78,8 @@ func newLogAttribute(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, error
 }
 
 func (p *logAttribute) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext, s edgeagent.ProcessSession) error {
-	batch := inputBatch(pc, s, batchSize)
-	if batch == nil {
+	batch := s.GetBatch(batchSize)
+	if len(batch) == 0 {
 		return nil
 	}
 	log := pc.Logger()

@@ -102,8 +102,8 @@ type bin struct {
 }
 
 func (p *mergeContent) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext, s edgeagent.ProcessSession) error {
-	batch := inputBatch(pc, s, 4*p.maxEntries)
-	if batch == nil {
+	batch := s.GetBatch(4 * p.maxEntries)
+	if len(batch) == 0 {
 		return nil
 	}
 	now := time.Now()

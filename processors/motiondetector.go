@@ -113,7 +113,7 @@ func (p *motionDetector) Stop(context.Context) error {
 }
 
 func (p *motionDetector) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext, s edgeagent.ProcessSession) error {
-	batch := inputBatch(pc, s, batchSize)
+	batch := s.GetBatch(batchSize)
 	for i, ff := range batch {
 		if stopping(ctx, s, batch[i:]) {
 			return nil

@@ -133,8 +133,8 @@ func (p *publishMQTT) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext
 		pc.Yield()
 		return nil
 	}
-	batch := inputBatch(pc, s, p.window)
-	if batch == nil {
+	batch := s.GetBatch(p.window)
+	if len(batch) == 0 {
 		return nil
 	}
 	type sent struct {

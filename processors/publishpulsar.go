@@ -305,8 +305,8 @@ type pubItem struct {
 }
 
 func (p *publishPulsar) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext, s edgeagent.ProcessSession) error {
-	batch := inputBatch(pc, s, p.window)
-	if batch == nil {
+	batch := s.GetBatch(p.window)
+	if len(batch) == 0 {
 		return nil
 	}
 	byTopic := map[string][]*pubItem{}

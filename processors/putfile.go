@@ -106,8 +106,8 @@ func newPutFile(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, error) {
 var errTargetExists = errors.New("target file exists and conflict_resolution is fail")
 
 func (p *putFile) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext, s edgeagent.ProcessSession) error {
-	batch := inputBatch(pc, s, batchSize)
-	if batch == nil {
+	batch := s.GetBatch(batchSize)
+	if len(batch) == 0 {
 		return nil
 	}
 	log := pc.Logger()

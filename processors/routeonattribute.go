@@ -66,8 +66,8 @@ func newRouteOnAttribute(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, e
 }
 
 func (p *routeOnAttribute) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext, s edgeagent.ProcessSession) error {
-	batch := inputBatch(pc, s, batchSize)
-	if batch == nil {
+	batch := s.GetBatch(batchSize)
+	if len(batch) == 0 {
 		return nil
 	}
 	matched := make([]int, 0, len(p.routes))

@@ -46,8 +46,8 @@ func newUpdateAttribute(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, er
 }
 
 func (p *updateAttribute) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext, s edgeagent.ProcessSession) error {
-	batch := inputBatch(pc, s, batchSize)
-	if batch == nil {
+	batch := s.GetBatch(batchSize)
+	if len(batch) == 0 {
 		return nil
 	}
 	for _, ff := range batch {

@@ -309,12 +309,12 @@ func (s *session) ReadAll(ff *edgeagent.FlowFile) ([]byte, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	b := make([]byte, 0, ff.Size)
-	buf := bytes.NewBuffer(b)
-	if _, err := buf.ReadFrom(rc); err != nil {
+	// The size is known: read exactly that much, with one allocation.
+	b := make([]byte, ff.Size)
+	if _, err := io.ReadFull(rc, b); err != nil {
 		return nil, fmt.Errorf("reading content of %s: %w", ff.ID, err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 func (s *session) Transfer(ff *edgeagent.FlowFile, rel edgeagent.Relationship) {
