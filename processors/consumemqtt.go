@@ -85,26 +85,15 @@ func newConsumeMQTT(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, error)
 }
 
 func (p *consumeMQTT) Start(ctx context.Context, pc edgeagent.ProcessContext) error {
-	if err := checkMQTTFiles(p.opts); err != nil {
-		return err
-	}
 	p.c = mqtt.NewConsumer(p.opts, p.topics, p.buffered)
-	if err := p.c.Connect(ctx); err != nil {
-		if errors.Is(err, mqtt.ErrInvalidOptions) || errors.Is(err, mqtt.ErrInvalidTopic) {
-			return err
-		}
-		pc.Logger().Warn("MQTT broker not reachable yet; retrying in the background", "broker", p.opts.Broker, "err", err)
-	}
-	return nil
+	return connectMQTT(ctx, pc, p.opts, p.c.Connect)
 }
 
 func (p *consumeMQTT) Stop(ctx context.Context) error {
 	if p.c == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return p.c.Close(ctx)
+	return closeMQTT(ctx, p.c.Close)
 }
 
 func (p *consumeMQTT) take() []*mqtt.Message {

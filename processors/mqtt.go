@@ -1,9 +1,12 @@
 package processors
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"edgeagent.dev"
 	"edgeagent.dev/transport/mqtt"
@@ -83,6 +86,30 @@ func checkMQTTFiles(o mqtt.Options) error {
 		}
 	}
 	return nil
+}
+
+// connectMQTT checks the credential files and makes the first connection.
+// Bad options stop the flow from starting; an unreachable broker does not
+// (the network may be down at boot): the client keeps retrying in the
+// background and flowfiles or messages wait.
+func connectMQTT(ctx context.Context, pc edgeagent.ProcessContext, o mqtt.Options, connect func(context.Context) error) error {
+	if err := checkMQTTFiles(o); err != nil {
+		return err
+	}
+	if err := connect(ctx); err != nil {
+		if errors.Is(err, mqtt.ErrInvalidOptions) || errors.Is(err, mqtt.ErrInvalidTopic) {
+			return err
+		}
+		pc.Logger().Warn("MQTT broker not reachable yet; retrying in the background", "broker", o.Broker, "err", err)
+	}
+	return nil
+}
+
+// closeMQTT closes an MQTT client, waiting at most 5 s.
+func closeMQTT(ctx context.Context, close func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return close(ctx)
 }
 
 // transitURI is the provenance URI of a topic on a broker.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"time"
 
 	"edgeagent.dev"
 	"edgeagent.dev/transport/mqtt"
@@ -83,28 +82,15 @@ func newPublishMQTT(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, error)
 }
 
 func (p *publishMQTT) Start(ctx context.Context, pc edgeagent.ProcessContext) error {
-	if err := checkMQTTFiles(p.opts); err != nil {
-		return err
-	}
 	p.pub = mqtt.NewPublisher(p.opts)
-	if err := p.pub.Connect(ctx); err != nil {
-		if errors.Is(err, mqtt.ErrInvalidOptions) {
-			return err
-		}
-		// The broker may be unreachable now (network down at boot): the
-		// publisher keeps retrying and flowfiles wait in their queue.
-		pc.Logger().Warn("MQTT broker not reachable yet; retrying in the background", "broker", p.opts.Broker, "err", err)
-	}
-	return nil
+	return connectMQTT(ctx, pc, p.opts, p.pub.Connect)
 }
 
 func (p *publishMQTT) Stop(ctx context.Context) error {
 	if p.pub == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return p.pub.Close(ctx)
+	return closeMQTT(ctx, p.pub.Close)
 }
 
 // envelope is the JSON payload with payload: envelope.
