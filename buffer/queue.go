@@ -356,7 +356,6 @@ func itemKey(p Prioritizer, ff *edgeagent.FlowFile, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
-
 // priorityKey orders numbers (ascending) before text (lexical) before unset.
 func priorityKey(v string, set bool) []byte {
 	if !set {
