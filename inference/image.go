@@ -87,6 +87,15 @@ func ResizeImage(img *Image, w, h int) *Image {
 	return backendResize(img, w, h)
 }
 
+// resizeInto resizes img to dst's size, into dst.Pix.
+func resizeInto(img, dst *Image) {
+	if img.Width == dst.Width && img.Height == dst.Height {
+		copy(dst.Pix, img.Pix)
+		return
+	}
+	backendResizeInto(img, dst)
+}
+
 // EncodeJPEG encodes img as a JPEG file of the given quality (1-100).
 func EncodeJPEG(img *Image, quality int) ([]byte, error) { return backendEncodeJPEG(img, quality) }
 
@@ -182,6 +191,13 @@ func axisWeights(n, srcN int) ([]int, []float32) {
 // resizeGo is a bilinear resize in pure Go.
 func resizeGo(img *Image, w, h int) *Image {
 	dst := NewImage(w, h)
+	resizeGoInto(img, dst)
+	return dst
+}
+
+// resizeGoInto resizes img to dst's size, into dst.
+func resizeGoInto(img, dst *Image) {
+	w, h := dst.Width, dst.Height
 	xs, xw := axisWeights(w, img.Width)
 	ys, yw := axisWeights(h, img.Height)
 	stride := img.Width * 3
@@ -208,7 +224,6 @@ func resizeGo(img *Image, w, h int) *Image {
 			o += 3
 		}
 	}
-	return dst
 }
 
 func clampByte(v float32) byte {

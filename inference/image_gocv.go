@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"runtime"
 
 	"gocv.io/x/gocv"
 )
@@ -64,6 +65,41 @@ func backendResize(img *Image, w, h int) *Image {
 		return resizeGo(img, w, h)
 	}
 	return out
+}
+
+// backendResizeInto resizes straight from img.Pix into dst.Pix: both Mats
+// wrap the Go buffers (pinned for the calls), so nothing is copied. OpenCV
+// writes into a destination Mat of the right size and type in place; if it
+// ever reallocated, the result is copied back.
+func backendResizeInto(img, dst *Image) {
+	if pureGo || len(img.Pix) == 0 || len(dst.Pix) == 0 {
+		resizeGoInto(img, dst)
+		return
+	}
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	pin.Pin(&img.Pix[0])
+	pin.Pin(&dst.Pix[0])
+	src, err := gocv.NewMatFromBytes(img.Height, img.Width, gocv.MatTypeCV8UC3, img.Pix)
+	if err != nil {
+		resizeGoInto(img, dst)
+		return
+	}
+	defer src.Close()
+	out, err := gocv.NewMatFromBytes(dst.Height, dst.Width, gocv.MatTypeCV8UC3, dst.Pix)
+	if err != nil {
+		resizeGoInto(img, dst)
+		return
+	}
+	defer out.Close()
+	gocv.Resize(src, &out, image.Pt(dst.Width, dst.Height), 0, 0, gocv.InterpolationLinear)
+	if p, err := out.DataPtrUint8(); err != nil || len(p) != len(dst.Pix) || &p[0] != &dst.Pix[0] {
+		if b, err := fromMat(out); err == nil && len(b.Pix) == len(dst.Pix) {
+			copy(dst.Pix, b.Pix)
+			return
+		}
+		resizeGoInto(img, dst)
+	}
 }
 
 func backendEncodeJPEG(img *Image, quality int) ([]byte, error) {

@@ -10,6 +10,8 @@ func backendDecode(b []byte) (*Image, error) { return decodeGo(b) }
 
 func backendResize(img *Image, w, h int) *Image { return resizeGo(img, w, h) }
 
+func backendResizeInto(img, dst *Image) { resizeGoInto(img, dst) }
+
 func backendEncodeJPEG(img *Image, quality int) ([]byte, error) { return encodeJPEGGo(img, quality) }
 
 func backendWarpQuad(img *Image, q [4]Point, w, h int) *Image { return warpQuadGo(img, q, w, h) }

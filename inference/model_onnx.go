@@ -401,7 +401,9 @@ func toTensor(v ort.Value) (Tensor, error) {
 	t := Tensor{Shape: append([]int64(nil), v.GetShape()...)}
 	switch x := v.(type) {
 	case *ort.Tensor[float32]:
-		t.Data = append([]float32(nil), x.GetData()...)
+		d := x.GetData()
+		t.Data = getFloats(len(d)) // a pipeline may give it back once read
+		copy(t.Data, d)
 	case *ort.Tensor[float64]:
 		t.Data = convert(x.GetData())
 	case *ort.Tensor[int64]:

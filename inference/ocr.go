@@ -75,56 +75,98 @@ type TextBox struct {
 // rectangle is scored by the mean probability over the region, grown by the
 // unclip distance and returned in map coordinates, top to bottom then left
 // to right.
+//
+// Regions are found as runs of pixels above Thresh, row by row, joined
+// with the runs of the row above that touch them (union-find), in one pass
+// over the map. A region's convex hull is that of its runs' end points:
+// every pixel lies on a run between two of them.
 func DBBoxes(prob []float32, w, h int, o DBOptions) []TextBox {
 	if len(prob) < w*h || w == 0 || h == 0 {
 		return nil
 	}
-	label := make([]int32, w*h)
-	var out []TextBox
-	var stack, pts []int
-	regions := 0
-	for start := range w * h {
-		if label[start] != 0 || prob[start] <= o.Thresh {
-			continue
+	type run struct {
+		y, x0, x1 int // x1 inclusive
+		parent    int // union-find; a root is its region's first run
+		sum       float64
+		next      int // the region's next run, -1 at the end
+	}
+	var runs []run
+	find := func(i int) int {
+		for runs[i].parent != i {
+			runs[i].parent = runs[runs[i].parent].parent
+			i = runs[i].parent
 		}
-		regions++
-		if o.MaxCandidates > 0 && regions > o.MaxCandidates {
-			break
-		}
-		// Flood fill the region, collecting its pixels.
-		stack = append(stack[:0], start)
-		pts = pts[:0]
-		label[start] = int32(regions)
-		var sum float64
-		for len(stack) > 0 {
-			i := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			pts = append(pts, i)
-			sum += float64(prob[i])
-			x, y := i%w, i/w
-			for dy := -1; dy <= 1; dy++ {
-				for dx := -1; dx <= 1; dx++ {
-					nx, ny := x+dx, y+dy
-					if nx < 0 || ny < 0 || nx >= w || ny >= h {
-						continue
-					}
-					j := ny*w + nx
-					if label[j] == 0 && prob[j] > o.Thresh {
-						label[j] = int32(regions)
-						stack = append(stack, j)
-					}
+		return i
+	}
+	prevLo, prevEnd := 0, 0
+	for y := range h {
+		row := prob[y*w : (y+1)*w]
+		curStart := len(runs)
+		for x := 0; x < w; {
+			if row[x] <= o.Thresh {
+				x++
+				continue
+			}
+			x0 := x
+			var sum float64
+			for x < w && row[x] > o.Thresh {
+				sum += float64(row[x])
+				x++
+			}
+			x1 := x - 1
+			idx := len(runs)
+			runs = append(runs, run{y: y, x0: x0, x1: x1, parent: idx, sum: sum, next: -1})
+			// Runs of the row above touching [x0-1, x1+1] (8-connected).
+			for k := prevLo; k < prevEnd; k++ {
+				if runs[k].x1 < x0-1 {
+					prevLo = k + 1
+					continue
+				}
+				if runs[k].x0 > x1+1 {
+					break
+				}
+				a, b := find(idx), find(k)
+				if a != b {
+					runs[max(a, b)].parent = min(a, b)
 				}
 			}
 		}
-		if len(pts) < 4 {
+		prevLo, prevEnd = curStart, len(runs)
+	}
+	// Chain each region's runs from its root, roots in raster order.
+	var roots []int
+	tail := make(map[int]int)
+	for i := range runs {
+		r := find(i)
+		if r == i {
+			roots = append(roots, i)
+		} else {
+			runs[tail[r]].next = i
+		}
+		tail[r] = i
+	}
+	var out []TextBox
+	var pts []Point
+	for n, r := range roots {
+		if o.MaxCandidates > 0 && n >= o.MaxCandidates {
+			break
+		}
+		pts = pts[:0]
+		count, sum := 0, 0.0
+		for i := r; i >= 0; i = runs[i].next {
+			rn := runs[i]
+			count += rn.x1 - rn.x0 + 1
+			sum += rn.sum
+			pts = append(pts, Point{X: float64(rn.x0), Y: float64(rn.y)}, Point{X: float64(rn.x1), Y: float64(rn.y)})
+		}
+		if count < 4 {
 			continue
 		}
-		hull := convexHull(regionBoundary(pts, label, w, h))
-		rect, side := minAreaRect(hull)
+		rect, side := minAreaRect(convexHull(pts))
 		if side < o.MinSize {
 			continue
 		}
-		score := float32(sum / float64(len(pts)))
+		score := float32(sum / float64(count))
 		if score < o.BoxThresh {
 			continue
 		}
@@ -139,20 +181,6 @@ func DBBoxes(prob []float32, w, h int, o DBOptions) []TextBox {
 		out = append(out, TextBox{Quad: grown, Score: score})
 	}
 	SortTextBoxes(out)
-	return out
-}
-
-// regionBoundary returns the centres of the region's pixels that touch
-// another region or the border (the points cv2.findContours would trace).
-func regionBoundary(pts []int, label []int32, w, h int) []Point {
-	var out []Point
-	for _, i := range pts {
-		x, y := i%w, i/w
-		l := label[i]
-		if x == 0 || y == 0 || x == w-1 || y == h-1 || label[i-1] != l || label[i+1] != l || label[i-w] != l || label[i+w] != l {
-			out = append(out, Point{X: float64(x), Y: float64(y)})
-		}
-	}
 	return out
 }
 

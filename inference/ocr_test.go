@@ -57,6 +57,40 @@ func TestDBBoxes(t *testing.T) {
 	require.Empty(t, inference.DBBoxes(m[:10], 100, 60, o), "short map")
 }
 
+func TestDBBoxesRegions(t *testing.T) {
+	o := inference.DefaultDBOptions()
+	// A U: two bars that only meet at the bottom are one region, whose
+	// first run is left of a second run starting a separate-looking stroke.
+	u := probMap(60, 40,
+		[5]float32{10, 5, 16, 30, 0.9},
+		[5]float32{40, 5, 46, 30, 0.9},
+		[5]float32{10, 30, 46, 35, 0.9},
+	)
+	boxes := inference.DBBoxes(u, 60, 40, o)
+	require.Len(t, boxes, 1, "the U is one region")
+	b := boxes[0].Quad.Bounds()
+	require.Less(t, b.X1, float32(10))
+	require.Greater(t, b.X2, float32(45))
+
+	// Blocks touching only at a corner are 8-connected: one region.
+	// Blocks one pixel apart are two.
+	diag := probMap(60, 40, [5]float32{5, 5, 15, 15, 0.9}, [5]float32{15, 15, 25, 25, 0.9})
+	require.Len(t, inference.DBBoxes(diag, 60, 40, o), 1)
+	apart := probMap(60, 40, [5]float32{5, 5, 15, 15, 0.9}, [5]float32{16, 5, 26, 15, 0.9})
+	require.Len(t, inference.DBBoxes(apart, 60, 40, o), 2)
+
+	// MaxCandidates bounds the regions looked at, first in raster order:
+	// the region starting higher up is kept.
+	o.MaxCandidates = 1
+	got := inference.DBBoxes(apart, 60, 40, o)
+	require.Len(t, got, 1)
+	require.Less(t, got[0].Quad.Bounds().X1, float32(10))
+	two := probMap(60, 40, [5]float32{30, 20, 50, 30, 0.9}, [5]float32{5, 2, 20, 12, 0.9})
+	got = inference.DBBoxes(two, 60, 40, o)
+	require.Len(t, got, 1)
+	require.Less(t, got[0].Quad.Bounds().Y1, float32(5), "the region whose first pixel comes first")
+}
+
 func TestDBBoxesRotated(t *testing.T) {
 	// A 40 x 8 bar rotated 30 degrees around (50, 50).
 	w, h := 100, 100

@@ -283,12 +283,18 @@ func (p *Pipeline) Run(ctx context.Context, imgs []*Image) ([]Result, error) {
 // input builds the model's input tensor from images already fitted to the
 // input size.
 func (p *Pipeline) input(pre Preprocess, imgs []*Image) (Tensor, []Transform, error) {
-	t, ts, err := pre.Tensor(p.in.Name, imgs)
-	if err != nil || !p.nhwc {
-		return t, ts, err
-	}
 	n, h, w := len(imgs), pre.Height, pre.Width
-	nhwc := NewTensor(p.in.Name, int64(n), int64(h), int64(w), 3)
+	t := Tensor{Name: p.in.Name, Shape: []int64{int64(n), 3, int64(h), int64(w)}, Data: getFloats(n * 3 * h * w)}
+	ts, err := pre.writeTensor(t.Data, imgs)
+	if err != nil {
+		putFloats(t.Data)
+		return Tensor{}, nil, err
+	}
+	if !p.nhwc {
+		return t, ts, nil
+	}
+	defer putFloats(t.Data)
+	nhwc := Tensor{Name: p.in.Name, Shape: []int64{int64(n), int64(h), int64(w), 3}, Data: getFloats(n * 3 * h * w)}
 	plane := h * w
 	for b := range n {
 		src, dst := t.Data[b*3*plane:], nhwc.Data[b*3*plane:]
@@ -304,6 +310,7 @@ func (p *Pipeline) runBatch(ctx context.Context, imgs []*Image) ([]Result, error
 	if err != nil {
 		return nil, err
 	}
+	defer putFloats(in.Data) // the run is over when Run returns
 	outs, err := p.model.Run(ctx, []Tensor{in})
 	if err != nil {
 		return nil, err
@@ -503,6 +510,7 @@ func (p *Pipeline) ocr(ctx context.Context, img *Image) (Result, error) {
 		return res, err
 	}
 	outs, err := p.model.Run(ctx, []Tensor{in})
+	putFloats(in.Data) // the run is over when Run returns
 	if err != nil {
 		return res, err
 	}
@@ -512,6 +520,7 @@ func (p *Pipeline) ocr(ctx context.Context, img *Image) (Result, error) {
 	}
 	mh, mw := int(prob.Shape[2]), int(prob.Shape[3])
 	boxes := DBBoxes(prob.Data, mw, mh, p.cfg.DB)
+	putFloats(prob.Data)
 	// The map may be smaller than the input (stride); scale to the input,
 	// then to the image.
 	sx, sy := float64(pre.Width)/float64(mw), float64(pre.Height)/float64(mh)

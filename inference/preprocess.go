@@ -78,11 +78,18 @@ func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(v, hi)) }
 // Fit resizes or letterboxes img to the input size and returns the
 // transform back to img.
 func (p Preprocess) Fit(img *Image) (*Image, Transform) {
+	out := NewImage(p.Width, p.Height)
+	return out, p.fitInto(img, out)
+}
+
+// fitInto is Fit into out, an image of the input size.
+func (p Preprocess) fitInto(img, out *Image) Transform {
 	t := Transform{SrcWidth: img.Width, SrcHeight: img.Height}
 	if p.Mode != ResizeLetterbox {
 		t.ScaleX = float64(p.Width) / float64(img.Width)
 		t.ScaleY = float64(p.Height) / float64(img.Height)
-		return ResizeImage(img, p.Width, p.Height), t
+		resizeInto(img, out)
+		return t
 	}
 	s := math.Min(float64(p.Width)/float64(img.Width), float64(p.Height)/float64(img.Height))
 	nw := max(1, min(p.Width, int(math.Round(float64(img.Width)*s))))
@@ -91,17 +98,22 @@ func (p Preprocess) Fit(img *Image) (*Image, Transform) {
 	px, py := (p.Width-nw)/2, (p.Height-nh)/2
 	t.PadX, t.PadY = float64(px), float64(py)
 	if nw == p.Width && nh == p.Height {
-		return ResizeImage(img, nw, nh), t
+		resizeInto(img, out)
+		return t
 	}
-	small := ResizeImage(img, nw, nh)
-	out := NewImage(p.Width, p.Height)
+	small := img
+	if nw != img.Width || nh != img.Height {
+		small = &Image{Width: nw, Height: nh, Pix: getBytes(nw * nh * 3)}
+		defer putBytes(small.Pix)
+		resizeInto(img, small)
+	}
 	for i := range out.Pix {
 		out.Pix[i] = p.PadValue
 	}
 	for y := range nh {
 		copy(out.Pix[((y+py)*p.Width+px)*3:], small.Pix[y*nw*3:(y+1)*nw*3])
 	}
-	return out, t
+	return t
 }
 
 // WriteNCHW writes img (already Width x Height) into dst, 3*Width*Height
@@ -145,16 +157,27 @@ func (p Preprocess) WriteNCHW(dst []float32, img *Image) error {
 // [len(imgs), 3, Height, Width], with the transform of each.
 func (p Preprocess) Tensor(name string, imgs []*Image) (Tensor, []Transform, error) {
 	t := NewTensor(name, int64(len(imgs)), 3, int64(p.Height), int64(p.Width))
-	ts := make([]Transform, len(imgs))
-	per := 3 * p.Width * p.Height
-	for i, img := range imgs {
-		fit, tr := p.Fit(img)
-		if err := p.WriteNCHW(t.Data[i*per:(i+1)*per], fit); err != nil {
-			return Tensor{}, nil, err
-		}
-		ts[i] = tr
+	ts, err := p.writeTensor(t.Data, imgs)
+	if err != nil {
+		return Tensor{}, nil, err
 	}
 	return t, ts, nil
+}
+
+// writeTensor fits each image and writes them NCHW into data, which holds
+// len(imgs)*3*Height*Width values.
+func (p Preprocess) writeTensor(data []float32, imgs []*Image) ([]Transform, error) {
+	ts := make([]Transform, len(imgs))
+	per := 3 * p.Width * p.Height
+	fit := &Image{Width: p.Width, Height: p.Height, Pix: getBytes(per)}
+	defer putBytes(fit.Pix)
+	for i, img := range imgs {
+		ts[i] = p.fitInto(img, fit)
+		if err := p.WriteNCHW(data[i*per:(i+1)*per], fit); err != nil {
+			return nil, err
+		}
+	}
+	return ts, nil
 }
 
 // ParseSize parses an input size "640x640" (width x height), or "640"

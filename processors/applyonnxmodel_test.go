@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -464,8 +465,10 @@ func percentile(sorted []float64, p float64) float64 {
 
 // BenchmarkApplyONNXModel compares, on the same frames with the same
 // number of intra-op threads, a bare onnxruntime_go loop over pre-processed
-// tensors with ApplyONNXModel inside a durable flow (GetFile -> ApplyONNXModel
-// -> PutFile on a synced repository). The model is PP-OCRv4 text
+// tensors with ApplyONNXModel inside a durable flow (GetFile ->
+// ApplyONNXModel -> a durable connection on a synced repository, whose
+// results are read back and checked after the run; the flow with PutFile is
+// TestApplyONNXModelFlowWithoutCamera). The model is PP-OCRv4 text
 // detection at 640x640 with DB post-processing; b.N frames go through each,
 // alternating in rounds of 10. The flow's latency is the processor's
 // (inference.latency_ms: decoding, pre-processing, the run and
@@ -517,7 +520,7 @@ func BenchmarkApplyONNXModel(b *testing.B) {
 
 	// The flow, durable: GetFile -> ApplyONNXModel -> PutFile.
 	dir := b.TempDir()
-	inDir, staging, outDir := filepath.Join(dir, "in"), filepath.Join(dir, "staging"), filepath.Join(dir, "out")
+	inDir, staging := filepath.Join(dir, "in"), filepath.Join(dir, "staging")
 	require.NoError(b, os.MkdirAll(inDir, 0o750))
 	require.NoError(b, os.MkdirAll(staging, 0o750))
 	for i := range n {
@@ -532,19 +535,18 @@ processors:
     properties: {input_directory: %[2]s, batch_size: 100}
   - name: detect
     type: ApplyONNXModel
-    schedule: {concurrency: %[7]d}
-    properties: {model: %[4]s, postprocess: ppocr, input_size: 640x640, providers: cpu, intra_op_threads: %[5]d, onnxruntime_lib: %[6]s}
+    schedule: {concurrency: %[6]d}
+    properties: {model: %[3]s, postprocess: ppocr, input_size: 640x640, providers: cpu, intra_op_threads: %[4]d, onnxruntime_lib: %[5]s}
     auto_terminate: [failure, annotated]
-  - name: results
-    type: PutFile
-    properties: {directory: %[3]s}
-    auto_terminate: [success, failure]
+  - name: hold
+    type: UpdateAttribute
+    auto_terminate: [success]
 connections:
   - {from: frames, relationship: success, to: detect, max_count: 100000}
-  - {from: detect, relationship: success, to: results}
-`, dir, inDir, outDir, det, threads, lib, benchConcurrency())
+  - {name: results, from: detect, relationship: success, to: hold, max_count: 100000}
+`, dir, inDir, det, threads, lib, benchConcurrency())
 	reg := edgeagent.NewRegistry()
-	reg.MustRegister(processors.GetFileSpec(), processors.PutFileSpec(), processors.ApplyONNXModelSpec())
+	reg.MustRegister(processors.GetFileSpec(), processors.UpdateAttributeSpec(), processors.ApplyONNXModelSpec())
 	flow, err := config.Parse(filepath.Join(dir, "flow.yaml"), []byte(flowYAML), reg)
 	require.NoError(b, err)
 	repo, err := buffer.Open(flow.Agent.DataDir, buffer.Options{})
@@ -553,10 +555,12 @@ connections:
 	eng, err := engine.New(flow, repo, nil)
 	require.NoError(b, err)
 	require.NoError(b, eng.Start(context.Background())) // the model is loaded here
+	// The results stay queued, to be read back at the end.
+	require.NoError(b, eng.StopProcessor(context.Background(), "hold"))
 	written := func() int64 {
 		for _, p := range eng.Processors() {
-			if p.Name == "results" {
-				return p.In
+			if p.Name == "detect" {
+				return p.Out
 			}
 		}
 		return 0
@@ -596,12 +600,17 @@ connections:
 	require.NoError(b, eng.Stop(ctx))
 
 	flowLat := make([]float64, 0, n)
-	entries, err := os.ReadDir(outDir)
+	results, err := repo.Queue("results", buffer.QueueConfig{})
 	require.NoError(b, err)
-	require.Len(b, entries, n)
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(outDir, e.Name()))
-		require.NoError(b, err)
+	items, err := results.Poll(n + 1)
+	require.NoError(b, err)
+	require.Len(b, items, n)
+	for _, it := range items {
+		data := it.Content // inline
+		if !buffer.IsInline(it.FlowFile.Size) {
+			data, err = io.ReadAll(repo.ReadContent(it.FlowFile.Claim, it.FlowFile.Size))
+			require.NoError(b, err)
+		}
 		var d struct {
 			LatencyMS float64 `json:"latency_ms"`
 			Result    struct {
@@ -609,7 +618,7 @@ connections:
 			} `json:"result"`
 		}
 		require.NoError(b, json.Unmarshal(data, &d))
-		require.Len(b, d.Result.Texts, 2, "two text boxes found in %s", e.Name())
+		require.Len(b, d.Result.Texts, 2, "two text boxes found in %s", it.FlowFile.Attributes["filename"])
 		flowLat = append(flowLat, d.LatencyMS)
 	}
 	slices.Sort(bareLat)
