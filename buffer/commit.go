@@ -196,7 +196,9 @@ func (r *Repo) runTx(batch []*commitReq) (*txState, error) {
 		deltas:  map[*Queue]*queueDelta{},
 		refs:    map[uint64]refDelta{},
 		content: map[uint64]*NewContent{},
+		buf:     r.arena[:0],
 	}
+	defer func() { r.arena = st.buf[:0] }() // the transaction has ended
 	err := r.db.Update(func(tx *bolt.Tx) error {
 		st.tx = tx
 		for _, req := range batch {
@@ -351,7 +353,8 @@ func (st *txState) itemValue(enq time.Time, ff *edgeagent.FlowFile) ([]byte, err
 	start := len(st.buf)
 	st.buf = appendItem(st.buf, enq.UnixNano(), ff, inline)
 	// bbolt keeps references to values until the transaction ends: never
-	// reuse the arena's bytes, start a new one when full.
+	// reuse the arena's bytes within it, start a new one when full (the
+	// last one is reused by the next transaction).
 	v := st.buf[start:len(st.buf):len(st.buf)]
 	if cap(st.buf)-len(st.buf) < 8<<10 {
 		st.buf = make([]byte, 0, 256<<10)

@@ -102,6 +102,10 @@ type Repo struct {
 	closed  atomic.Bool
 
 	nextClaim atomic.Uint64
+	// arena holds the queue items a transaction writes; the committer
+	// reuses it once the transaction has ended (bbolt keeps references to
+	// values only until then).
+	arena []byte
 
 	mu     sync.Mutex
 	queues map[string]*Queue
