@@ -108,7 +108,9 @@ type ProcessSession interface {
 	// RemoveAttribute deletes one attribute.
 	RemoveAttribute(ff *FlowFile, key string) *FlowFile
 
-	// Write replaces the content (the session keeps b; do not modify it).
+	// Write replaces the content. The session keeps b until it commits or
+	// rolls back: do not modify b before then (after that b is the caller's
+	// again; the repository has its own copy).
 	Write(ff *FlowFile, b []byte) *FlowFile
 	// WriteFrom replaces the content with everything read from r.
 	WriteFrom(ff *FlowFile, r io.Reader) (*FlowFile, error)

@@ -25,6 +25,15 @@ func CaptureFrameSpec() edgeagent.ProcessorSpec { return captureFrameSpec(newCap
 // that stopping the flow is not held up.
 const frameWait = 250 * time.Millisecond
 
+// A video file or image directory is read ahead of the flow, so a run that
+// finds frames waiting waits up to batchLinger more for batchFrames of
+// them, to commit them in one transaction (a transaction has a fixed cost
+// near that of encoding a frame); a live frame is taken at once.
+const (
+	batchFrames = 16
+	batchLinger = 5 * time.Millisecond
+)
+
 type captureFrame struct {
 	cameraID     string
 	filePrefix   string // of the filename attribute: the camera ID, made safe, and "-"
@@ -222,7 +231,11 @@ func (p *captureFrame) OnTrigger(ctx context.Context, pc edgeagent.ProcessContex
 		return errors.New("capture is not started")
 	}
 	slot := g.Slot()
-	frames, err := slot.Take(ctx, camera.BufferFrames, frameWait)
+	want, linger := 1, time.Duration(0)
+	if !p.grab.Live {
+		want, linger = batchFrames, batchLinger
+	}
+	frames, err := slot.TakeBatch(ctx, want, camera.BufferFrames, frameWait, linger)
 	if err != nil {
 		if p.ended.CompareAndSwap(false, true) {
 			if errors.Is(err, camera.ErrEnded) {
@@ -237,25 +250,28 @@ func (p *captureFrame) OnTrigger(ctx context.Context, pc edgeagent.ProcessContex
 	if len(frames) == 0 {
 		return nil
 	}
+	attrs := make(map[string]string, 9)
 	for _, f := range frames {
-		p.emit(s, f)
+		p.emit(s, f, attrs)
 	}
+	// The session holds the frames' bytes until it commits or rolls back;
+	// the slot reuses them after Done (and after Requeue drops them).
 	s.OnCommitted(func() { slot.Done(frames) })
 	s.OnRolledBack(func() { slot.Requeue(frames) })
 	return nil
 }
 
-// emit turns one frame into a flowfile sent to success.
-func (p *captureFrame) emit(s edgeagent.ProcessSession, f *camera.Frame) {
-	attrs := map[string]string{
-		edgeagent.AttrCaptureTime: f.Time.UTC().Format(time.RFC3339Nano),
-		AttrFrameSeq:              strconv.FormatUint(f.Seq, 10),
-		AttrWidth:                 strconv.Itoa(f.Width),
-		AttrHeight:                strconv.Itoa(f.Height),
-		AttrCameraID:              p.cameraID,
-		edgeagent.AttrMimeType:    p.open.Encoding.MIMEType(),
-		edgeagent.AttrFilename:    fmt.Sprintf("%s%08d%s", p.filePrefix, f.Seq, p.open.Encoding.Ext()),
-	}
+// emit turns one frame into a flowfile sent to success; attrs is scratch
+// space (PutAttributes copies it).
+func (p *captureFrame) emit(s edgeagent.ProcessSession, f *camera.Frame, attrs map[string]string) {
+	clear(attrs)
+	attrs[edgeagent.AttrCaptureTime] = f.Time.UTC().Format(time.RFC3339Nano)
+	attrs[AttrFrameSeq] = strconv.FormatUint(f.Seq, 10)
+	attrs[AttrWidth] = strconv.Itoa(f.Width)
+	attrs[AttrHeight] = strconv.Itoa(f.Height)
+	attrs[AttrCameraID] = p.cameraID
+	attrs[edgeagent.AttrMimeType] = p.open.Encoding.MIMEType()
+	attrs[edgeagent.AttrFilename] = fmt.Sprintf("%s%08d%s", p.filePrefix, f.Seq, p.open.Encoding.Ext())
 	if p.open.Encoding == camera.EncodingRaw {
 		attrs[AttrChannels] = strconv.Itoa(f.Channels)
 	}

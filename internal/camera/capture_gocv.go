@@ -10,34 +10,95 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"gocv.io/x/gocv"
 )
 
 // cvCapture is a Capture on OpenCV: a VideoCapture, or the files of an
-// image directory. Its Mats are reused from frame to frame.
+// image directory. Read decodes into the Mat of the current frame, which
+// Detach hands over, taking another from the pool of released frames.
 type cvCapture struct {
 	live   bool
 	vc     *gocv.VideoCapture // nil for an image directory
 	files  []string           // image directory
 	next   int
-	frame  gocv.Mat // the current frame
-	scaled gocv.Mat // the current frame resized and converted to BGR
+	cur    *cvRaw // the current frame
+	pool   *rawPool
 	opts   OpenOptions
 	period time.Duration
+}
+
+// cvRaw is a frame read by a cvCapture, with the Mat its encoder converts
+// and resizes into.
+type cvRaw struct {
+	pool    *rawPool
+	frame   gocv.Mat
+	scratch gocv.Mat
+}
+
+// Encode implements Raw.
+func (r *cvRaw) Encode(f *Frame) error { return Encode(r.frame, r.pool.opts, &r.scratch, f) }
+
+// Release implements Raw.
+func (r *cvRaw) Release() { r.pool.put(r) }
+
+func (r *cvRaw) close() {
+	r.frame.Close()
+	r.scratch.Close()
+}
+
+// maxPooled is how many released frames a capture keeps for reuse: enough
+// for the frames a Grabber's encoders hold.
+const maxPooled = 8
+
+// rawPool keeps the released frames of a capture for its next Reads. It
+// outlives the capture: frames released after Close are freed.
+type rawPool struct {
+	opts   OpenOptions
+	mu     sync.Mutex
+	free   []*cvRaw
+	closed bool
+}
+
+func (p *rawPool) get() *cvRaw {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		r := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		return r
+	}
+	return &cvRaw{pool: p, frame: gocv.NewMat(), scratch: gocv.NewMat()}
+}
+
+func (p *rawPool) put(r *cvRaw) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.free) >= maxPooled {
+		r.close()
+		return
+	}
+	p.free = append(p.free, r)
+}
+
+func (p *rawPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, r := range p.free {
+		r.close()
+	}
+	p.free = nil
 }
 
 // Open opens src with OpenCV. A live source that cannot be opened, or a
 // path that is neither a readable video file nor a directory holding
 // images, is an error. Error messages never hold a stream's password.
 func Open(src Source, o OpenOptions) (Capture, error) {
-	if o.JPEGQuality <= 0 || o.JPEGQuality > 100 {
-		o.JPEGQuality = 90
-	}
-	if o.Encoding == "" {
-		o.Encoding = EncodingJPEG
-	}
+	o = o.withDefaults()
 	c := &cvCapture{live: src.Live(), opts: o}
 	var err error
 	switch src.Kind {
@@ -66,7 +127,8 @@ func Open(src Source, o OpenOptions) (Capture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", src, err)
 	}
-	c.frame, c.scaled = gocv.NewMat(), gocv.NewMat()
+	c.pool = &rawPool{opts: o}
+	c.cur = c.pool.get()
 	return c, nil
 }
 
@@ -152,6 +214,9 @@ func (c *cvCapture) openPath(path string) error {
 
 // Read implements Capture.
 func (c *cvCapture) Read() error {
+	if c.cur == nil {
+		c.cur = c.pool.get()
+	}
 	if c.vc == nil {
 		for c.next < len(c.files) {
 			m := gocv.IMRead(c.files[c.next], gocv.IMReadColor)
@@ -160,13 +225,13 @@ func (c *cvCapture) Read() error {
 				m.Close() // not an image OpenCV can read: skipped
 				continue
 			}
-			c.frame.Close()
-			c.frame = m
+			c.cur.frame.Close()
+			c.cur.frame = m
 			return nil
 		}
 		return io.EOF
 	}
-	if !c.vc.Read(&c.frame) || c.frame.Empty() {
+	if !c.vc.Read(&c.cur.frame) || c.cur.frame.Empty() {
 		if c.live {
 			return ErrLost
 		}
@@ -175,56 +240,80 @@ func (c *cvCapture) Read() error {
 	return nil
 }
 
-// Encode implements Capture.
-func (c *cvCapture) Encode() (*Frame, error) {
-	src := c.frame
-	if src.Empty() {
+// Detach implements Capture.
+func (c *cvCapture) Detach() (Raw, error) {
+	r := c.cur
+	if r == nil || r.frame.Empty() {
 		return nil, errors.New("no current frame")
 	}
+	c.cur = nil
+	return r, nil
+}
+
+// Encode converts src to 8-bit BGR, resizes it to o's size (TargetSize) and
+// encodes it as o says (Encoding, JPEGQuality; zero values: JPEG at 90)
+// into f: f.Data is replaced, its array reused when large enough, and
+// Width, Height and Channels are set. scratch holds the converted and
+// resized frame (nil: a temporary Mat); one goroutine may reuse it from
+// call to call. Encode may be called from any goroutine.
+func Encode(src gocv.Mat, o OpenOptions, scratch *gocv.Mat, f *Frame) error {
+	if src.Empty() {
+		return errors.New("no current frame")
+	}
+	if scratch == nil {
+		m := gocv.NewMat()
+		defer m.Close()
+		scratch = &m
+	}
+	o = o.withDefaults()
 	switch src.Channels() {
 	case 3:
 	case 1:
-		gocv.CvtColor(src, &c.scaled, gocv.ColorGrayToBGR)
-		src = c.scaled
+		gocv.CvtColor(src, scratch, gocv.ColorGrayToBGR)
+		src = *scratch
 	case 4:
-		gocv.CvtColor(src, &c.scaled, gocv.ColorBGRAToBGR)
-		src = c.scaled
+		gocv.CvtColor(src, scratch, gocv.ColorBGRAToBGR)
+		src = *scratch
 	default:
-		return nil, fmt.Errorf("a frame with %d channels", src.Channels())
+		return fmt.Errorf("a frame with %d channels", src.Channels())
 	}
 	if src.Type() != gocv.MatTypeCV8UC3 {
-		return nil, fmt.Errorf("a frame of type %v, not 8-bit BGR", src.Type())
+		return fmt.Errorf("a frame of type %v, not 8-bit BGR", src.Type())
 	}
 	w, h := src.Cols(), src.Rows()
-	if tw, th := c.opts.TargetSize(w, h); tw != w || th != h {
+	if tw, th := o.TargetSize(w, h); tw != w || th != h {
 		interp := gocv.InterpolationLinear
 		if tw < w && th < h {
 			interp = gocv.InterpolationArea
 		}
-		gocv.Resize(src, &c.scaled, image.Pt(tw, th), 0, 0, interp)
-		src, w, h = c.scaled, tw, th
+		gocv.Resize(src, scratch, image.Pt(tw, th), 0, 0, interp)
+		src, w, h = *scratch, tw, th
 	}
-	f := &Frame{Width: w, Height: h, Channels: 3}
-	switch c.opts.Encoding {
+	f.Width, f.Height, f.Channels = w, h, 3
+	switch o.Encoding {
 	case EncodingRaw:
-		f.Data = src.ToBytes()
-		return f, nil
+		if b, err := src.DataPtrUint8(); err == nil {
+			f.Data = append(f.Data[:0], b...)
+		} else {
+			f.Data = append(f.Data[:0], src.ToBytes()...)
+		}
+		return nil
 	case EncodingPNG:
 		buf, err := gocv.IMEncode(gocv.PNGFileExt, src)
 		if err != nil {
-			return nil, fmt.Errorf("encoding png: %w", err)
+			return fmt.Errorf("encoding png: %w", err)
 		}
-		f.Data = append([]byte(nil), buf.GetBytes()...)
+		f.Data = append(f.Data[:0], buf.GetBytes()...)
 		buf.Close()
-		return f, nil
+		return nil
 	}
-	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, src, []int{gocv.IMWriteJpegQuality, c.opts.JPEGQuality})
+	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, src, []int{gocv.IMWriteJpegQuality, o.JPEGQuality})
 	if err != nil {
-		return nil, fmt.Errorf("encoding jpeg: %w", err)
+		return fmt.Errorf("encoding jpeg: %w", err)
 	}
-	f.Data = append([]byte(nil), buf.GetBytes()...)
+	f.Data = append(f.Data[:0], buf.GetBytes()...)
 	buf.Close()
-	return f, nil
+	return nil
 }
 
 // Period implements Capture.
@@ -236,8 +325,11 @@ func (c *cvCapture) Close() error {
 		_ = c.vc.Close()
 		c.vc = nil
 	}
-	c.frame.Close()
-	c.scaled.Close()
+	if c.cur != nil {
+		c.cur.close()
+		c.cur = nil
+	}
+	c.pool.close()
 	return nil
 }
 

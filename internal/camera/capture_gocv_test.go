@@ -32,19 +32,54 @@ func gocvVideo(t testing.TB) string {
 	return p
 }
 
-// readAll reads every frame of c, encoding each.
+// encodeNext reads the next frame of c and encodes it.
+func encodeNext(t *testing.T, c camera.Capture) *camera.Frame {
+	t.Helper()
+	require.NoError(t, c.Read())
+	r, err := c.Detach()
+	require.NoError(t, err)
+	defer r.Release()
+	f := &camera.Frame{}
+	require.NoError(t, r.Encode(f))
+	return f
+}
+
+// readAll reads every frame of c, encoding each; every other frame is
+// encoded after the next Read, as a Grabber's encoders do.
 func readAll(t *testing.T, c camera.Capture) []*camera.Frame {
 	t.Helper()
-	var out []*camera.Frame
+	var (
+		out  []*camera.Frame
+		held camera.Raw
+	)
+	encode := func(r camera.Raw) {
+		f := &camera.Frame{}
+		require.NoError(t, r.Encode(f))
+		r.Release()
+		out = append(out, f)
+	}
 	for {
 		err := c.Read()
 		if errors.Is(err, io.EOF) {
+			if held != nil {
+				encode(held)
+			}
 			return out
 		}
 		require.NoError(t, err)
-		f, err := c.Encode()
+		r, err := c.Detach()
 		require.NoError(t, err)
-		out = append(out, f)
+		_, err = c.Detach()
+		require.Error(t, err, "a detached frame is no longer current")
+		if held != nil {
+			encode(held)
+			held = nil
+		}
+		if len(out)%2 == 0 {
+			held = r
+		} else {
+			encode(r)
+		}
 	}
 }
 
@@ -75,13 +110,28 @@ func TestOpenVideoFile(t *testing.T) {
 	require.Equal(t, [2]int{560, 320}, [2]int{w, h})
 	require.Equal(t, [3]int{560, 320, 3}, [3]int{frames[0].Width, frames[0].Height, frames[0].Channels})
 
+	// Frames held while later ones were read are the frames read then, and
+	// a frame detached before Close stays valid after it.
+	c, err = camera.Open(src, camera.OpenOptions{Encoding: camera.EncodingJPEG, JPEGQuality: 80})
+	require.NoError(t, err)
+	for i := range 10 {
+		require.Equal(t, frames[i].Data, encodeNext(t, c).Data, "frame %d", i)
+	}
+	require.NoError(t, c.Read())
+	r, err := c.Detach()
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	f := &camera.Frame{Data: make([]byte, 0, 1<<20)}
+	require.NoError(t, r.Encode(f))
+	r.Release()
+	require.Equal(t, frames[10].Data, f.Data)
+	require.Equal(t, 1<<20, cap(f.Data), "the frame's array is reused")
+
 	c, err = camera.Open(src, camera.OpenOptions{Encoding: camera.EncodingRaw, Width: 280, Pace: true})
 	require.NoError(t, err)
 	defer c.Close()
 	require.InDelta(t, float64(time.Second/30), float64(c.Period()), float64(time.Millisecond), "paced at the video's 30 fps")
-	require.NoError(t, c.Read())
-	f, err := c.Encode()
-	require.NoError(t, err)
+	f = encodeNext(t, c)
 	require.Equal(t, [2]int{280, 160}, [2]int{f.Width, f.Height}, "resized keeping the aspect ratio")
 	require.Len(t, f.Data, 280*160*3)
 }

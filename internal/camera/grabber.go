@@ -3,30 +3,48 @@ package camera
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Capture is an open frame source. It is used by one goroutine at a time
-// (the Grabber's), which closes it.
+// Capture is an open frame source. Its methods are called from one
+// goroutine (the Grabber's capture goroutine, locked to its OS thread),
+// which closes it.
 type Capture interface {
 	// Read blocks until the next frame and makes it the current one. It
 	// returns io.EOF at the end of a video file or image directory (which
 	// then ends or loops), and another error (ErrLost) when a live source
 	// stopped delivering (it is reopened with backoff).
 	Read() error
-	// Encode returns the current frame, resized and encoded; Seq, Time
-	// and SkippedBefore are left for the caller.
-	Encode() (*Frame, error)
+	// Detach hands the current frame over as a Raw that may be encoded on
+	// another goroutine, and stays valid after the next Read and after
+	// Close; the Capture has no current frame until the next Read.
+	Detach() (Raw, error)
 	// Period is how often the Grabber reads a frame from a source that must
 	// be paced (a video file or image directory played as a live camera);
 	// 0: Read itself keeps the source's pace.
 	Period() time.Duration
-	// Close releases the source and every buffer.
+	// Close releases the source and its buffers (not those of frames
+	// detached and not yet released).
 	Close() error
+}
+
+// Raw is a decoded frame detached from its Capture. It is used by one
+// goroutine at a time, not necessarily the capture's.
+type Raw interface {
+	// Encode resizes and encodes the frame into f: f.Data is replaced
+	// (its array reused when it is large enough) and Width, Height and
+	// Channels are set; Seq, Time and SkippedBefore are left for the
+	// caller.
+	Encode(f *Frame) error
+	// Release gives the frame's buffers back for reuse; the Raw is not
+	// used after.
+	Release()
 }
 
 // OpenFunc opens a Capture. It is called on the Grabber's goroutine, again
@@ -58,22 +76,33 @@ type GrabberConfig struct {
 	// Backpressure reports whether the flow cannot take frames now; a live
 	// Grabber then reads and drops frames without encoding them. Nil: never.
 	Backpressure func() bool
+	// Encoders is how many goroutines encode frames while the capture
+	// goroutine reads the next ones (0: DefaultEncoders). Frames reach the
+	// Slot in capture order whatever the number. A live frame read while
+	// every encoder is busy and one frame already waits for them is
+	// skipped, as under backpressure; a file's reading waits for them.
+	Encoders int
 	// Logger logs opening, losing and reopening the source.
 	Logger *slog.Logger
 }
+
+// DefaultEncoders is the number of encoding goroutines a Grabber runs when
+// GrabberConfig.Encoders is 0: two, or one where Go may use a single CPU.
+func DefaultEncoders() int { return min(2, runtime.GOMAXPROCS(0)) }
 
 // Stats are a Grabber's counters.
 type Stats struct {
 	Captured   uint64 // frames read and kept after the fps cap (the next frame.seq)
 	Emitted    uint64 // frames whose flowfile was committed
-	Skipped    uint64 // captured frames dropped: backpressure, or a consumer slower than the source
+	Skipped    uint64 // captured frames dropped: backpressure, busy encoders, or a consumer slower than the source
 	Reconnects uint64 // times a lost live source was opened again
 	Errors     uint64 // failed opens, reads and encodes
 	Open       bool   // whether the source is open now
 	Ended      bool   // the source ended (a file or directory without loop)
 }
 
-// Grabber reads frames from a Capture on its own goroutine into a Slot.
+// Grabber reads frames from a Capture on its own goroutine, has them
+// encoded by a few others, and puts them into a Slot in capture order.
 type Grabber struct {
 	cfg  GrabberConfig
 	slot *Slot
@@ -92,6 +121,9 @@ func NewGrabber(cfg GrabberConfig) *Grabber {
 	}
 	if cfg.MaxBackoff < cfg.Backoff {
 		cfg.MaxBackoff = max(cfg.Backoff, 30*time.Second)
+	}
+	if cfg.Encoders <= 0 {
+		cfg.Encoders = DefaultEncoders()
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -114,9 +146,26 @@ func (g *Grabber) Stats() Stats {
 }
 
 // Run captures until ctx is cancelled or the source ends; c is the source
-// already opened (nil: Run opens it). It closes the Capture and ends the
-// Slot before returning.
+// already opened (nil: Run opens it). It closes the Capture, waits until
+// the frames captured are encoded and delivered (a lossless Slot: until
+// there is room for them, or ctx ends) and ends the Slot before returning.
 func (g *Grabber) Run(ctx context.Context, c Capture) {
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p := g.startPipeline(pctx, cancel)
+	err := g.capture(pctx, c, p)
+	p.stop()
+	if ctx.Err() != nil {
+		err = nil
+	} else if pctx.Err() != nil {
+		err = context.Cause(pctx) // an encoding failed
+	}
+	g.slot.End(err)
+}
+
+// capture runs the capture loop on the calling goroutine, locked to its OS
+// thread, and closes the Capture.
+func (g *Grabber) capture(ctx context.Context, c Capture, p *pipeline) error {
 	// Keep the capture on one OS thread: OpenCV, FFmpeg, GStreamer and V4L2
 	// keep per-thread state (thread pools, contexts).
 	runtime.LockOSThread()
@@ -127,15 +176,11 @@ func (g *Grabber) Run(ctx context.Context, c Capture) {
 		}
 		g.open.Store(false)
 	}()
-	err := g.run(ctx, &c)
-	if ctx.Err() != nil {
-		err = nil
-	}
-	g.slot.End(err)
+	return g.run(ctx, &c, p)
 }
 
 // run is the capture loop; *c is the open Capture (nil while closed).
-func (g *Grabber) run(ctx context.Context, c *Capture) error {
+func (g *Grabber) run(ctx context.Context, c *Capture, p *pipeline) error {
 	var (
 		interval time.Duration
 		due      time.Time // live: the earliest grab time of the next frame kept
@@ -240,35 +285,213 @@ func (g *Grabber) run(ctx context.Context, c *Capture) error {
 				}
 				due = maxTime(due, now).Add(interval)
 			}
-			seq := g.seq.Add(1) - 1
-			if g.cfg.Backpressure != nil && g.cfg.Backpressure() {
-				g.slot.Skip(1)
-				continue
-			}
-			f, err := (*c).Encode()
-			if err != nil {
-				g.errors.Add(1)
-				g.log.Warn("encoding frame; skipped", "error", err)
-				g.slot.Skip(1)
-				continue
-			}
-			f.Seq, f.Time = seq, now
-			g.slot.Offer(f)
+		} else {
+			last = now
+		}
+		seq := g.seq.Add(1) - 1
+		if g.cfg.Live && g.cfg.Backpressure != nil && g.cfg.Backpressure() {
+			p.skip(true)
 			continue
 		}
-		last = now
-		f, err := (*c).Encode()
-		if err != nil {
+		if err := p.submit(ctx, *c, seq, now); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			g.errors.Add(1)
+			if g.cfg.Live {
+				g.log.Warn("encoding frame; skipped", "error", err)
+				p.skip(false)
+				continue
+			}
 			g.log.Error("encoding frame", "error", err)
 			return err
 		}
-		f.Seq, f.Time = g.seq.Add(1)-1, now
-		if err := g.slot.Put(ctx, f); err != nil {
-			return nil
-		}
 	}
 	return nil
+}
+
+// job is one captured frame on its way from the capture goroutine through
+// an encoder to the Slot, or only a count of frames skipped.
+type job struct {
+	skip  uint64 // frames skipped (not encoded) just before this one
+	drop  bool   // one was skipped under backpressure: the older waiting frame is dropped too (Slot.Skip)
+	raw   Raw    // nil: only skip; written by the capture goroutine only
+	seq   uint64
+	time  time.Time
+	frame *Frame        // set by the encoder: the encoded frame (nil: err)
+	err   error         // set by the encoder
+	done  chan struct{} // the encoder is done (capacity 1)
+}
+
+// pipeline runs a Grabber's encoders and hands their frames to the Slot in
+// capture order. The capture goroutine sends every job to the encoders
+// (work) and then, in capture order, to the deliverer (order), which waits
+// for each to be encoded before putting it into the Slot; jobs cycle
+// through free, which bounds them and avoids allocating per frame.
+type pipeline struct {
+	g      *Grabber
+	ctx    context.Context
+	cancel context.CancelCauseFunc // the deliverer's failure ends the capture
+	free   chan *job
+	work   chan *job // at most one job waits for a busy encoder
+	order  chan *job // never full: it holds at most every job
+	wg     sync.WaitGroup
+
+	// The capture goroutine's frames skipped and not yet sent on, and
+	// whether backpressure skipped one of them.
+	skipped uint64
+	drop    bool
+}
+
+func (g *Grabber) startPipeline(ctx context.Context, cancel context.CancelCauseFunc) *pipeline {
+	n := g.cfg.Encoders
+	jobs := 2*n + 2
+	p := &pipeline{
+		g: g, ctx: ctx, cancel: cancel,
+		free:  make(chan *job, jobs),
+		work:  make(chan *job, 1),
+		order: make(chan *job, jobs),
+	}
+	for range jobs {
+		p.free <- &job{done: make(chan struct{}, 1)}
+	}
+	p.wg.Add(n + 1)
+	for range n {
+		go p.encode()
+	}
+	go p.deliver()
+	return p
+}
+
+// stop waits until every job sent was encoded and delivered (or dropped,
+// once ctx ended or the deliverer failed), then counts the frames skipped
+// that were not sent on.
+func (p *pipeline) stop() {
+	close(p.work)
+	close(p.order)
+	p.wg.Wait()
+	p.g.slot.skip(p.skipped, p.drop)
+	p.skipped, p.drop = 0, false
+}
+
+// skip counts a captured frame dropped before encoding, under backpressure
+// (drop: the older frame waiting in the live Slot is dropped too) or
+// because the encoders are busy; the count reaches the Slot after the
+// frames captured before it.
+func (p *pipeline) skip(drop bool) {
+	p.skipped++
+	p.drop = p.drop || drop
+	select {
+	case j := <-p.free:
+		p.take(j)
+		p.order <- j
+	default: // every job is busy: the count goes with the next one
+	}
+}
+
+// take moves the frames skipped so far into j.
+func (p *pipeline) take(j *job) {
+	j.skip, j.drop = p.skipped, p.drop
+	p.skipped, p.drop = 0, false
+}
+
+// submit detaches the current frame of c and sends it to the encoders. A
+// live frame is skipped when no job is free or a frame already waits for
+// the encoders; otherwise submit waits for them until ctx ends.
+func (p *pipeline) submit(ctx context.Context, c Capture, seq uint64, t time.Time) error {
+	var j *job
+	if p.g.cfg.Live {
+		// Only this goroutine takes from free and sends to work, so a free
+		// job or room in work seen here stays there.
+		if len(p.free) == 0 || len(p.work) == cap(p.work) {
+			p.skip(false)
+			return nil
+		}
+		j = <-p.free
+	} else {
+		select {
+		case j = <-p.free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	raw, err := c.Detach()
+	if err != nil {
+		p.free <- j
+		return err
+	}
+	j.raw, j.seq, j.time = raw, seq, t
+	select {
+	case p.work <- j: // never blocks for a live source
+	default:
+		select {
+		case p.work <- j:
+		case <-ctx.Done():
+			raw.Release()
+			j.raw = nil
+			p.free <- j
+			return ctx.Err()
+		}
+	}
+	p.take(j)
+	p.order <- j
+	return nil
+}
+
+// encode is an encoder goroutine.
+func (p *pipeline) encode() {
+	defer p.wg.Done()
+	for j := range p.work {
+		f := p.g.slot.newFrame()
+		if err := j.raw.Encode(f); err != nil {
+			p.g.slot.recycle(f)
+			f, j.err = nil, err
+		}
+		j.raw.Release()
+		j.frame = f
+		j.done <- struct{}{}
+	}
+}
+
+// deliver is the deliverer goroutine: it takes jobs in capture order and
+// puts their frames into the Slot. A lossless frame that failed to encode
+// ends the capture (the frames captured after it are dropped); a live one
+// is counted as skipped.
+func (p *pipeline) deliver() {
+	defer p.wg.Done()
+	g, failed := p.g, false
+	for j := range p.order {
+		g.slot.skip(j.skip, j.drop)
+		if j.raw != nil {
+			<-j.done
+			f, err := j.frame, j.err
+			switch {
+			case failed:
+				g.slot.recycle(f)
+			case err != nil:
+				g.errors.Add(1)
+				if g.cfg.Live {
+					g.log.Warn("encoding frame; skipped", "error", err)
+					g.slot.skip(1, false)
+					break
+				}
+				g.log.Error("encoding frame", "error", err)
+				failed = true
+				p.cancel(fmt.Errorf("encoding frame %d: %w", j.seq, err))
+			case g.cfg.Live:
+				f.Seq, f.Time = j.seq, j.time
+				g.slot.Offer(f)
+			default:
+				f.Seq, f.Time = j.seq, j.time
+				if g.slot.Put(p.ctx, f) != nil {
+					failed = true // ctx ended: the rest is dropped
+					g.slot.recycle(f)
+				}
+			}
+		}
+		*j = job{done: j.done}
+		p.free <- j
+	}
 }
 
 // sleep waits d or until ctx ends; it reports whether ctx is still live.

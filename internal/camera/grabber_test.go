@@ -1,6 +1,7 @@
 package camera_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -17,17 +18,25 @@ import (
 // fakeSource stands in for OpenCV: each open yields a fakeCapture of
 // frames frames (0: endless) taking pace each, that fails with ErrLost
 // after failAfter frames (0: never); the first failOpens opens fail.
+// Encoding frame n takes encodeTime(n) (nil: no time) and fails when
+// encodeErr(n) says so.
 type fakeSource struct {
-	frames    int
-	pace      time.Duration
-	failAfter int
-	failOpens int
+	frames     int
+	pace       time.Duration
+	failAfter  int
+	failOpens  int
+	encodeTime func(n int) time.Duration
+	encodeErr  func(n int) error
 
-	mu      sync.Mutex
-	opens   int
-	closes  int
-	encodes atomic.Int64
-	empty   bool // Read returns io.EOF at once
+	mu       sync.Mutex
+	opens    int
+	closes   int
+	encodes  atomic.Int64
+	detached atomic.Int64
+	released atomic.Int64
+	busy     atomic.Int64 // encodes running now
+	maxBusy  atomic.Int64 // the most encodes that ran at once
+	empty    bool         // Read returns io.EOF at once
 }
 
 func (s *fakeSource) open(context.Context) (camera.Capture, error) {
@@ -37,7 +46,7 @@ func (s *fakeSource) open(context.Context) (camera.Capture, error) {
 	if s.opens <= s.failOpens {
 		return nil, errors.New("no such camera")
 	}
-	c := &fakeCapture{src: s, failAfter: s.failAfter}
+	c := &fakeCapture{src: s, failAfter: s.failAfter, cur: -1}
 	if s.opens > s.failOpens+1 {
 		c.failAfter = 0 // only the first capture that opens fails
 	}
@@ -72,10 +81,43 @@ func (c *fakeCapture) Read() error {
 	return nil
 }
 
-func (c *fakeCapture) Encode() (*camera.Frame, error) {
-	c.src.encodes.Add(1)
-	return &camera.Frame{Data: []byte{byte(c.cur)}, Width: 4, Height: 2, Channels: 3}, nil
+func (c *fakeCapture) Detach() (camera.Raw, error) {
+	if c.cur < 0 {
+		return nil, errors.New("no current frame")
+	}
+	c.src.detached.Add(1)
+	r := &fakeRaw{src: c.src, n: c.cur}
+	c.cur = -1
+	return r, nil
 }
+
+// fakeRaw is frame n of a fakeCapture; its encoding is one byte, n.
+type fakeRaw struct {
+	src *fakeSource
+	n   int
+}
+
+func (r *fakeRaw) Encode(f *camera.Frame) error {
+	s := r.src
+	s.encodes.Add(1)
+	b := s.busy.Add(1)
+	defer s.busy.Add(-1)
+	for m := s.maxBusy.Load(); b > m && !s.maxBusy.CompareAndSwap(m, b); m = s.maxBusy.Load() {
+	}
+	if s.encodeTime != nil {
+		time.Sleep(s.encodeTime(r.n))
+	}
+	if s.encodeErr != nil {
+		if err := s.encodeErr(r.n); err != nil {
+			return err
+		}
+	}
+	f.Data = append(f.Data[:0], byte(r.n))
+	f.Width, f.Height, f.Channels = 4, 2, 3
+	return nil
+}
+
+func (r *fakeRaw) Release() { r.src.released.Add(1) }
 
 func (c *fakeCapture) Period() time.Duration { return 0 }
 
@@ -110,7 +152,18 @@ func run(t *testing.T, g *camera.Grabber) (stop func()) {
 	return stop
 }
 
-// takeAll takes and commits frames until the slot ends.
+// copies returns copies of frames: the slot reuses frames after Done.
+func copies(frames []*camera.Frame) []*camera.Frame {
+	out := make([]*camera.Frame, len(frames))
+	for i, f := range frames {
+		c := *f
+		c.Data = bytes.Clone(f.Data)
+		out[i] = &c
+	}
+	return out
+}
+
+// takeAll takes and commits frames until the slot ends, and returns copies.
 func takeAll(t *testing.T, s *camera.Slot) []*camera.Frame {
 	t.Helper()
 	var out []*camera.Frame
@@ -121,7 +174,7 @@ func takeAll(t *testing.T, s *camera.Slot) []*camera.Frame {
 			return out
 		}
 		require.NoError(t, err)
-		out = append(out, fs...)
+		out = append(out, copies(fs)...)
 		s.Done(fs)
 	}
 	t.Fatal("the source did not end")
@@ -192,7 +245,7 @@ func TestGrabberLiveSkipsUnderBackpressureWithoutEncoding(t *testing.T) {
 	for len(frames) < 5 {
 		fs, err := g.Slot().Take(context.Background(), 1, time.Second)
 		require.NoError(t, err)
-		frames = append(frames, fs...)
+		frames = append(frames, copies(fs)...)
 		g.Slot().Done(fs)
 	}
 	require.GreaterOrEqual(t, frames[0].SkippedBefore, uint64(50))
@@ -214,7 +267,7 @@ func TestGrabberLiveFPSCap(t *testing.T) {
 	for time.Since(start) < 500*time.Millisecond {
 		fs, err := g.Slot().Take(context.Background(), 1, 100*time.Millisecond)
 		require.NoError(t, err)
-		frames = append(frames, fs...)
+		frames = append(frames, copies(fs)...)
 		g.Slot().Done(fs)
 	}
 	stop()
@@ -263,4 +316,104 @@ func TestGrabberLiveFileLoopsWithoutBackoff(t *testing.T) {
 	g2 := camera.NewGrabber(camera.GrabberConfig{Open: src2.open, Live: true})
 	run(t, g2)
 	require.Eventually(t, func() bool { return g2.Stats().Ended }, 5*time.Second, time.Millisecond, "and without loop ends it")
+}
+
+func TestGrabberEncodersKeepCaptureOrderAcrossRollbacks(t *testing.T) {
+	// Every third frame takes longer to encode, so encodes finish out of
+	// order; a session that rolls back gets its frames again, first.
+	const n = 60
+	src := &fakeSource{frames: n, encodeTime: func(i int) time.Duration {
+		if i%3 == 0 {
+			return 3 * time.Millisecond
+		}
+		return 0
+	}}
+	g := camera.NewGrabber(camera.GrabberConfig{Open: src.open, Encoders: 3})
+	run(t, g)
+	s := g.Slot()
+	var (
+		got       []*camera.Frame
+		rollbacks int
+	)
+	deadline := time.Now().Add(10 * time.Second)
+	for batch := 0; time.Now().Before(deadline); batch++ {
+		fs, err := s.Take(context.Background(), 4, 100*time.Millisecond)
+		if errors.Is(err, camera.ErrEnded) {
+			break
+		}
+		require.NoError(t, err)
+		if len(fs) > 0 && batch%3 == 1 {
+			s.Requeue(fs)
+			rollbacks++
+			continue
+		}
+		got = append(got, copies(fs)...)
+		s.Done(fs)
+	}
+	require.Len(t, got, n)
+	for i, f := range got {
+		require.Equal(t, uint64(i), f.Seq, "capture order")
+		require.Equal(t, []byte{byte(i)}, f.Data, "frame %d's own bytes", i)
+		require.Zero(t, f.SkippedBefore)
+	}
+	require.Positive(t, rollbacks)
+	require.GreaterOrEqual(t, src.maxBusy.Load(), int64(2), "frames are encoded in parallel")
+	require.Equal(t, int64(n), src.encodes.Load(), "each frame is encoded once")
+	require.Equal(t, src.detached.Load(), src.released.Load(), "every frame detached is released")
+	require.Equal(t, camera.Stats{Captured: n, Emitted: n, Ended: true}, g.Stats())
+}
+
+func TestGrabberFileEncodingFailureEnds(t *testing.T) {
+	boom := errors.New("boom")
+	src := &fakeSource{frames: 40, encodeErr: func(i int) error {
+		if i == 5 {
+			return boom
+		}
+		return nil
+	}}
+	g := camera.NewGrabber(camera.GrabberConfig{Open: src.open, Encoders: 2})
+	run(t, g)
+	var got []byte
+	var err error
+	for start := time.Now(); time.Since(start) < 5*time.Second; {
+		var fs []*camera.Frame
+		fs, err = g.Slot().Take(context.Background(), 4, 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		for _, f := range fs {
+			got = append(got, f.Data[0])
+		}
+		g.Slot().Done(fs)
+	}
+	require.ErrorIs(t, err, boom)
+	require.Equal(t, []byte{0, 1, 2, 3, 4}, got, "the frames before the failure, in order")
+	require.Eventually(t, func() bool { return src.detached.Load() == src.released.Load() }, time.Second, time.Millisecond)
+	require.Equal(t, uint64(1), g.Stats().Errors)
+}
+
+func TestGrabberLiveSkipsWhileEncodersAreBusy(t *testing.T) {
+	src := &fakeSource{pace: 200 * time.Microsecond, encodeTime: func(int) time.Duration { return 5 * time.Millisecond }}
+	g := camera.NewGrabber(camera.GrabberConfig{Open: src.open, Live: true, Encoders: 1})
+	stop := run(t, g)
+	var frames []*camera.Frame
+	for len(frames) < 10 {
+		fs, err := g.Slot().Take(context.Background(), 1, time.Second)
+		require.NoError(t, err)
+		frames = append(frames, copies(fs)...)
+		g.Slot().Done(fs)
+	}
+	stop()
+	for i := 1; i < len(frames); i++ {
+		require.Greater(t, frames[i].Seq, frames[i-1].Seq)
+		require.Equal(t, frames[i].Seq-frames[i-1].Seq-1, frames[i].SkippedBefore, "gaps in frame.seq are the skipped frames")
+		require.Equal(t, []byte{byte(frames[i].Seq)}, frames[i].Data)
+	}
+	require.Equal(t, int64(1), src.maxBusy.Load())
+	st := g.Stats()
+	require.Positive(t, st.Skipped, "frames read while the encoder is busy are skipped")
+	require.Less(t, uint64(src.encodes.Load()), st.Captured/2, "and not encoded")
+	require.GreaterOrEqual(t, st.Skipped, st.Captured-uint64(src.encodes.Load()), "every frame not encoded is skipped")
+	require.LessOrEqual(t, st.Captured-st.Skipped-st.Emitted, uint64(1), "every frame is skipped or emitted but the one left waiting")
+	require.Equal(t, src.detached.Load(), src.released.Load())
 }

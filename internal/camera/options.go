@@ -77,6 +77,18 @@ type OpenOptions struct {
 	PaceFPS float64
 }
 
+// withDefaults returns o with JPEG at quality 90 where Encoding or
+// JPEGQuality are unset (or the quality out of range).
+func (o OpenOptions) withDefaults() OpenOptions {
+	if o.JPEGQuality <= 0 || o.JPEGQuality > 100 {
+		o.JPEGQuality = 90
+	}
+	if o.Encoding == "" {
+		o.Encoding = EncodingJPEG
+	}
+	return o
+}
+
 // TargetSize returns the size frames of w x h are delivered at under o.
 func (o OpenOptions) TargetSize(w, h int) (int, int) {
 	switch {

@@ -39,20 +39,31 @@ const (
 // for room; frames whose session committed are released with Done, and
 // frames whose session rolled back are put back in front with Requeue, to
 // be taken again in order.
+//
+// Frames handed to a slot belong to it: once a frame was released with
+// Done, or dropped (overwritten, skipped, or requeued when a newer frame
+// exists), the slot reuses it and its Data's array for a frame encoded
+// later, so whoever took a frame must not hold its Data past Done or
+// Requeue. (The engine's session holds content bytes until its
+// transaction is durable, and calls OnCommitted and OnRolledBack after.)
 type Slot struct {
 	lossless bool
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every change
 	ready    []*Frame      // waiting to be taken, oldest first
-	inFlight []*Frame      // lossless: taken, not yet committed
+	inFlight []*Frame      // taken, not yet committed or requeued
 	bytes    int           // lossless: the bytes of ready and inFlight
-	pending  uint64        // frames skipped since the last frame taken
+	pending  uint64        // frames skipped since the last frame taken, before ready[0]
+	later    uint64        // live: frames skipped after ready[0], kept
 	ended    bool
 	endErr   error
 
 	skipped uint64 // every frame skipped
 	emitted uint64 // frames whose session committed
+
+	free      []*Frame // frames no one holds, for newFrame
+	freeBytes int      // the capacity of their Data
 }
 
 // NewSlot returns an empty slot; lossless for video files and image
@@ -72,10 +83,15 @@ func (s *Slot) notifyLocked() {
 func (s *Slot) Offer(f *Frame) (dropped bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.pending += s.later
+	s.later = 0
 	if len(s.ready) > 0 {
 		s.pending += uint64(len(s.ready))
 		s.skipped += uint64(len(s.ready))
 		dropped = true
+		for _, old := range s.ready {
+			s.recycleLocked(old)
+		}
 	}
 	s.ready = append(s.ready[:0], f)
 	s.notifyLocked()
@@ -113,10 +129,41 @@ func (s *Slot) Skip(n uint64) {
 	defer s.mu.Unlock()
 	if !s.lossless && len(s.ready) > 0 {
 		n += uint64(len(s.ready))
+		for _, old := range s.ready {
+			s.recycleLocked(old)
+		}
 		s.ready = s.ready[:0]
 	}
-	s.pending += n
+	s.pending += s.later + n
+	s.later = 0
 	s.skipped += n
+}
+
+// skip counts n frames skipped (none: nothing), with Skip when drop and
+// skipNewer otherwise.
+func (s *Slot) skip(n uint64, drop bool) {
+	switch {
+	case n == 0:
+	case drop:
+		s.Skip(n)
+	default:
+		s.skipNewer(n)
+	}
+}
+
+// skipNewer counts n captured frames that were dropped before reaching
+// the slot (not encoded, the encoders being busy) but keeps the frame
+// waiting in a live slot, which is older: the count goes to the frame
+// after it.
+func (s *Slot) skipNewer(n uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.skipped += n
+	if !s.lossless && len(s.ready) > 0 {
+		s.later += n
+		return
+	}
+	s.pending += n
 }
 
 // Take returns up to limit waiting frames, oldest first, waiting up to
@@ -124,24 +171,36 @@ func (s *Slot) Skip(n uint64) {
 // once the source ended and every frame was taken and committed. The
 // first frame's SkippedBefore is set.
 func (s *Slot) Take(ctx context.Context, limit int, maxWait time.Duration) ([]*Frame, error) {
-	var timeout <-chan time.Time
+	return s.TakeBatch(ctx, 1, limit, maxWait, 0)
+}
+
+// TakeBatch is Take that, once a frame is waiting, waits up to linger
+// more (and no longer than maxWait in all) until want frames are waiting,
+// the slot is full, or the source ended, so that one session carries
+// several frames of a source that is read ahead (a lossless slot).
+func (s *Slot) TakeBatch(ctx context.Context, want, limit int, maxWait, linger time.Duration) ([]*Frame, error) {
+	var (
+		timeout, lingered <-chan time.Time
+		flush             bool // take what is waiting
+	)
+	limit = max(1, limit)
+	want = min(max(1, want), limit)
 	for {
 		s.mu.Lock()
-		if len(s.ready) > 0 {
-			n := min(max(1, limit), len(s.ready))
+		if n := len(s.ready); n > 0 && (flush || n >= want || s.ended || s.fullLocked()) {
+			n = min(limit, n)
 			out := slices.Clone(s.ready[:n])
 			s.ready = slices.Delete(s.ready, 0, n)
 			out[0].SkippedBefore = s.pending
-			s.pending = 0
-			if s.lossless {
-				s.inFlight = append(s.inFlight, out...)
-			}
+			s.pending, s.later = s.later, 0
+			s.inFlight = append(s.inFlight, out...)
 			s.notifyLocked()
 			s.mu.Unlock()
 			return out, nil
 		}
-		if s.ended {
-			busy, err := len(s.inFlight) > 0, s.endErr
+		waiting := len(s.ready) > 0
+		if !waiting && s.ended {
+			busy, err := s.lossless && len(s.inFlight) > 0, s.endErr
 			s.mu.Unlock()
 			switch {
 			case busy:
@@ -153,35 +212,59 @@ func (s *Slot) Take(ctx context.Context, limit int, maxWait time.Duration) ([]*F
 		}
 		ch := s.changed
 		s.mu.Unlock()
+		if flush {
+			return nil, nil // a frame taken by another caller meanwhile
+		}
 		if timeout == nil {
 			if maxWait <= 0 {
-				return nil, nil
+				flush = true
+				continue
 			}
 			t := time.NewTimer(maxWait)
 			defer t.Stop()
 			timeout = t.C
 		}
+		if waiting && lingered == nil {
+			if linger <= 0 {
+				flush = true
+				continue
+			}
+			t := time.NewTimer(linger)
+			defer t.Stop()
+			lingered = t.C
+		}
 		select {
 		case <-ch:
+		case <-lingered:
+			flush = true
 		case <-timeout:
-			return nil, nil
+			flush = true
 		case <-ctx.Done():
-			return nil, nil
+			flush = true
 		}
 	}
 }
 
-// Done records that the session holding frames committed.
+// fullLocked reports whether a lossless slot has no room for another
+// frame (of the average size of those it holds).
+func (s *Slot) fullLocked() bool {
+	n := len(s.ready) + len(s.inFlight)
+	return s.lossless && n > 0 && (n >= BufferFrames || s.bytes+s.bytes/n > BufferBytes)
+}
+
+// Done records that the session holding frames committed; the frames are
+// reused (see Slot).
 func (s *Slot) Done(frames []*Frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.emitted += uint64(len(frames))
-	if s.lossless {
-		for _, f := range frames {
-			if i := slices.Index(s.inFlight, f); i >= 0 {
-				s.inFlight = slices.Delete(s.inFlight, i, i+1)
+	for _, f := range frames {
+		if i := slices.Index(s.inFlight, f); i >= 0 {
+			s.inFlight = slices.Delete(s.inFlight, i, i+1)
+			if s.lossless {
 				s.bytes -= len(f.Data)
 			}
+			s.recycleLocked(f)
 		}
 	}
 	s.notifyLocked()
@@ -209,14 +292,27 @@ func (s *Slot) Requeue(frames []*Frame) {
 		s.ready = append(back, s.ready...)
 		return
 	}
+	for _, f := range frames[:len(frames)-1] { // not left by a live Take
+		if i := slices.Index(s.inFlight, f); i >= 0 {
+			s.inFlight = slices.Delete(s.inFlight, i, i+1)
+			s.recycleLocked(f)
+		}
+	}
 	f := frames[len(frames)-1]
-	if len(s.ready) == 0 && s.pending == 0 {
+	i := slices.Index(s.inFlight, f)
+	if i >= 0 {
+		s.inFlight = slices.Delete(s.inFlight, i, i+1)
+	}
+	if len(s.ready) == 0 && s.pending == 0 && s.later == 0 {
 		s.ready = append(s.ready, f)
 		s.pending = f.SkippedBefore
 		return
 	}
 	s.pending += f.SkippedBefore + 1
 	s.skipped++
+	if i >= 0 {
+		s.recycleLocked(f)
+	}
 }
 
 // End marks the end of the source: once the frames left are taken, Take
@@ -227,6 +323,40 @@ func (s *Slot) End(err error) {
 	s.ended = true
 	s.endErr = err
 	s.notifyLocked()
+}
+
+// newFrame returns a frame to encode into: one the slot reuses (its Data's
+// array kept, every other field zero), or a new one.
+func (s *Slot) newFrame() *Frame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.free)
+	if n == 0 {
+		return &Frame{}
+	}
+	f := s.free[n-1]
+	s.free[n-1] = nil
+	s.free = s.free[:n-1]
+	s.freeBytes -= cap(f.Data)
+	return f
+}
+
+// recycle keeps f, which no one holds, for newFrame.
+func (s *Slot) recycle(f *Frame) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recycleLocked(f)
+}
+
+// recycleLocked keeps f, which no one holds, for newFrame, as long as the
+// frames kept stay within the limits of a lossless slot's buffer.
+func (s *Slot) recycleLocked(f *Frame) {
+	if f == nil || len(s.free) >= BufferFrames || s.freeBytes+cap(f.Data) > BufferBytes {
+		return
+	}
+	*f = Frame{Data: f.Data[:0]}
+	s.free = append(s.free, f)
+	s.freeBytes += cap(f.Data)
 }
 
 // counts returns the skipped and emitted totals.
