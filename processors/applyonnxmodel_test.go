@@ -476,6 +476,7 @@ func percentile(sorted []float64, p float64) float64 {
 //
 //	go test -tags onnx,gocv -run '^$' -bench ApplyONNXModel -benchtime 60x ./processors/
 func BenchmarkApplyONNXModel(b *testing.B) {
+	agentGC(b)
 	det, _, _ := inferencetest.PPOCR(b)
 	lib := inferencetest.Library(b)
 	threads := min(4, runtime.NumCPU())
