@@ -16,7 +16,9 @@ type Runner interface {
 	Info() *ModelInfo
 	// Run feeds inputs (in the model's input order) and returns every
 	// output, in the model's output order, named. It is safe for
-	// concurrent use.
+	// concurrent use. The input tensors' Data is the caller's again when
+	// Run returns; the outputs' Data must be new slices, which the
+	// caller may reuse once it has read them.
 	Run(ctx context.Context, inputs []Tensor) ([]Tensor, error)
 }
 
