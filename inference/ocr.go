@@ -88,7 +88,6 @@ func DBBoxes(prob []float32, w, h int, o DBOptions) []TextBox {
 		y, x0, x1 int // x1 inclusive
 		parent    int // union-find; a root is its region's first run
 		sum       float64
-		next      int // the region's next run, -1 at the end
 	}
 	var runs []run
 	find := func(i int) int {
@@ -113,16 +112,15 @@ func DBBoxes(prob []float32, w, h int, o DBOptions) []TextBox {
 				sum += float64(row[x])
 				x++
 			}
-			x1 := x - 1
 			idx := len(runs)
-			runs = append(runs, run{y: y, x0: x0, x1: x1, parent: idx, sum: sum, next: -1})
-			// Runs of the row above touching [x0-1, x1+1] (8-connected).
+			runs = append(runs, run{y: y, x0: x0, x1: x - 1, parent: idx, sum: sum})
+			// Runs of the row above touching [x0-1, x] (8-connected).
 			for k := prevLo; k < prevEnd; k++ {
 				if runs[k].x1 < x0-1 {
 					prevLo = k + 1
 					continue
 				}
-				if runs[k].x0 > x1+1 {
+				if runs[k].x0 > x {
 					break
 				}
 				a, b := find(idx), find(k)
@@ -133,40 +131,40 @@ func DBBoxes(prob []float32, w, h int, o DBOptions) []TextBox {
 		}
 		prevLo, prevEnd = curStart, len(runs)
 	}
-	// Chain each region's runs from its root, roots in raster order.
-	var roots []int
-	tail := make(map[int]int)
-	for i := range runs {
+	// Gather each region's pixel count, probability sum and run end
+	// points; a root comes before the rest of its region, so regions are
+	// numbered in raster order of their first pixel.
+	type region struct {
+		count int
+		sum   float64
+		pts   []Point
+	}
+	var regions []region
+	regionOf := make([]int, len(runs)) // of a root run
+	for i, rn := range runs {
 		r := find(i)
 		if r == i {
-			roots = append(roots, i)
-		} else {
-			runs[tail[r]].next = i
+			regionOf[i] = len(regions)
+			regions = append(regions, region{})
 		}
-		tail[r] = i
+		g := &regions[regionOf[r]]
+		g.count += rn.x1 - rn.x0 + 1
+		g.sum += rn.sum
+		g.pts = append(g.pts, Point{X: float64(rn.x0), Y: float64(rn.y)}, Point{X: float64(rn.x1), Y: float64(rn.y)})
 	}
 	var out []TextBox
-	var pts []Point
-	for n, r := range roots {
+	for n, g := range regions {
 		if o.MaxCandidates > 0 && n >= o.MaxCandidates {
 			break
 		}
-		pts = pts[:0]
-		count, sum := 0, 0.0
-		for i := r; i >= 0; i = runs[i].next {
-			rn := runs[i]
-			count += rn.x1 - rn.x0 + 1
-			sum += rn.sum
-			pts = append(pts, Point{X: float64(rn.x0), Y: float64(rn.y)}, Point{X: float64(rn.x1), Y: float64(rn.y)})
-		}
-		if count < 4 {
+		if g.count < 4 {
 			continue
 		}
-		rect, side := minAreaRect(convexHull(pts))
+		rect, side := minAreaRect(convexHull(g.pts))
 		if side < o.MinSize {
 			continue
 		}
-		score := float32(sum / float64(count))
+		score := float32(g.sum / float64(g.count))
 		if score < o.BoxThresh {
 			continue
 		}

@@ -35,7 +35,11 @@ func putBuf[T any](kind byte, b []T) {
 	if len(b) < minPooled {
 		return
 	}
-	p, _ := pools.LoadOrStore(poolKey{kind, len(b)}, new(sync.Pool))
+	key := poolKey{kind, len(b)}
+	p, ok := pools.Load(key)
+	if !ok {
+		p, _ = pools.LoadOrStore(key, new(sync.Pool))
+	}
 	p.(*sync.Pool).Put(&b)
 }
 
