@@ -289,7 +289,7 @@ type watcher struct {
 	secret     string // the token last read
 }
 
-// Texts of pulsar-client-go v0.19.0 log records the watcher reacts to
+// Texts of pulsar-client-go v0.20.0 log records (unchanged since v0.19.0) the watcher reacts to
 // (internal/connection.go, producer_partition.go, consumer_partition.go).
 const (
 	logHandshakeRefused    = "Failed to establish connection with broker: "
