@@ -80,7 +80,9 @@ type GrabberConfig struct {
 	// goroutine reads the next ones (0: DefaultEncoders). Frames reach the
 	// Slot in capture order whatever the number. A live frame read while
 	// every encoder is busy and one frame already waits for them is
-	// skipped, as under backpressure; a file's reading waits for them.
+	// skipped, as under backpressure; a file's frame is then encoded by the
+	// capture goroutine itself, while the frame is still in its CPU's cache
+	// (on two cores this beats handing every frame over).
 	Encoders int
 	// Logger logs opening, losing and reopening the source.
 	Logger *slog.Logger
@@ -325,7 +327,8 @@ type job struct {
 
 // pipeline runs a Grabber's encoders and hands their frames to the Slot in
 // capture order. The capture goroutine sends every job to the encoders
-// (work) and then, in capture order, to the deliverer (order), which waits
+// (work), or encodes a lossless frame itself while they are busy, and
+// then, in capture order, sends it to the deliverer (order), which waits
 // for each to be encoded before putting it into the Slot; jobs cycle
 // through free, which bounds them and avoids allocating per frame.
 type pipeline struct {
@@ -397,7 +400,8 @@ func (p *pipeline) take(j *job) {
 
 // submit detaches the current frame of c and sends it to the encoders. A
 // live frame is skipped when no job is free or a frame already waits for
-// the encoders; otherwise submit waits for them until ctx ends.
+// the encoders; a lossless one is then encoded on the calling goroutine
+// (submit waits only for a free job, until ctx ends).
 func (p *pipeline) submit(ctx context.Context, c Capture, seq uint64, t time.Time) error {
 	var j *job
 	if p.g.cfg.Live {
@@ -423,15 +427,8 @@ func (p *pipeline) submit(ctx context.Context, c Capture, seq uint64, t time.Tim
 	j.raw, j.seq, j.time = raw, seq, t
 	select {
 	case p.work <- j: // never blocks for a live source
-	default:
-		select {
-		case p.work <- j:
-		case <-ctx.Done():
-			raw.Release()
-			j.raw = nil
-			p.free <- j
-			return ctx.Err()
-		}
+	default: // lossless, the encoders busy and a frame waiting for them
+		p.encodeJob(j)
 	}
 	p.take(j)
 	p.order <- j
@@ -442,15 +439,20 @@ func (p *pipeline) submit(ctx context.Context, c Capture, seq uint64, t time.Tim
 func (p *pipeline) encode() {
 	defer p.wg.Done()
 	for j := range p.work {
-		f := p.g.slot.newFrame()
-		if err := j.raw.Encode(f); err != nil {
-			p.g.slot.recycle(f)
-			f, j.err = nil, err
-		}
-		j.raw.Release()
-		j.frame = f
-		j.done <- struct{}{}
+		p.encodeJob(j)
 	}
+}
+
+// encodeJob encodes j's frame and releases its Raw.
+func (p *pipeline) encodeJob(j *job) {
+	f := p.g.slot.newFrame()
+	if err := j.raw.Encode(f); err != nil {
+		p.g.slot.recycle(f)
+		f, j.err = nil, err
+	}
+	j.raw.Release()
+	j.frame = f
+	j.done <- struct{}{}
 }
 
 // deliver is the deliverer goroutine: it takes jobs in capture order and

@@ -417,3 +417,48 @@ func TestGrabberLiveSkipsWhileEncodersAreBusy(t *testing.T) {
 	require.LessOrEqual(t, st.Captured-st.Skipped-st.Emitted, uint64(1), "every frame is skipped or emitted but the one left waiting")
 	require.Equal(t, src.detached.Load(), src.released.Load())
 }
+
+func TestGrabberFileEncodesOnCaptureGoroutineWhileEncodersAreBusy(t *testing.T) {
+	// The one encoder cannot finish frame 0 before a later frame was
+	// encoded, and frame 1 waits for it: the capture goroutine encodes the
+	// next frames itself meanwhile, and every frame still reaches the slot
+	// once, in order.
+	const n = 20
+	later := make(chan struct{})
+	var closeLater sync.Once
+	var stuck atomic.Bool
+	src := &fakeSource{frames: n, encodeTime: func(i int) time.Duration {
+		switch {
+		case i == 0:
+			select {
+			case <-later:
+			case <-time.After(2 * time.Second):
+				stuck.Store(true)
+			}
+		case i >= 2:
+			closeLater.Do(func() { close(later) })
+		}
+		return 0
+	}}
+	g := camera.NewGrabber(camera.GrabberConfig{Open: src.open, Encoders: 1})
+	run(t, g)
+	var got []*camera.Frame
+	for start := time.Now(); time.Since(start) < 5*time.Second; {
+		fs, err := g.Slot().Take(context.Background(), n, 100*time.Millisecond)
+		if errors.Is(err, camera.ErrEnded) {
+			break
+		}
+		require.NoError(t, err)
+		got = append(got, copies(fs)...)
+		g.Slot().Done(fs)
+	}
+	require.False(t, stuck.Load(), "later frames were encoded while frame 0 was")
+	require.Len(t, got, n)
+	for i, f := range got {
+		require.Equal(t, uint64(i), f.Seq, "capture order")
+		require.Equal(t, []byte{byte(i)}, f.Data, "frame %d's own bytes", i)
+	}
+	require.Equal(t, int64(n), src.encodes.Load(), "each frame is encoded once")
+	require.Equal(t, src.detached.Load(), src.released.Load(), "every frame detached is released")
+	require.Equal(t, camera.Stats{Captured: n, Emitted: n, Ended: true}, g.Stats())
+}
