@@ -80,7 +80,7 @@ fuzz:
 ## bench: throughput and memory against the raw limits, measured in the same run
 bench: setup
 	$(GO) run -tags $(TAGS) ./internal/bench
-	$(GO) test -tags $(TAGS) -run '^$$' -bench ApplyONNXModel -benchtime 100x ./processors/
+	$(GO) test -tags $(TAGS) -run '^$$' -bench ApplyONNXModel -benchtime 200x ./processors/
 
 ## demo: set up, build the full agent and run the demo flow on embedded defaults
 demo: setup build-full

@@ -558,13 +558,26 @@ connections:
 	require.NoError(b, eng.Start(context.Background())) // the model is loaded here
 	// The results stay queued, to be read back at the end.
 	require.NoError(b, eng.StopProcessor(context.Background(), "hold"))
-	written := func() int64 {
-		for _, p := range eng.Processors() {
-			if p.Name == "detect" {
-				return p.Out
+	// The bench wakes once per commit into results (no polling: wakeups
+	// would take CPU from the model's threads in the flow's time only).
+	var results *buffer.Queue
+	for _, c := range flow.Connections {
+		if c.Name == "results" {
+			results, err = repo.Queue(c.Name, engine.QueueConfig(c)) // the engine's queue, as configured
+			require.NoError(b, err)
+		}
+	}
+	require.NotNil(b, results)
+	waitResults := func(want int64) {
+		for {
+			if count, _ := results.Len(); count >= want {
+				return
+			}
+			select {
+			case <-results.Ready():
+			case <-time.After(50 * time.Millisecond): // a safety net only
 			}
 		}
-		return 0
 	}
 
 	// Rounds of bare frames, then as many through the flow, so that both
@@ -588,9 +601,7 @@ connections:
 			name := fmt.Sprintf("f%05d.jpg", i)
 			require.NoError(b, os.Rename(filepath.Join(staging, name), filepath.Join(inDir, name)))
 		}
-		for written() < int64(last) {
-			time.Sleep(500 * time.Microsecond)
-		}
+		waitResults(int64(last))
 		flowTime += time.Since(start)
 	}
 	b.StopTimer()
@@ -601,8 +612,6 @@ connections:
 	require.NoError(b, eng.Stop(ctx))
 
 	flowLat := make([]float64, 0, n)
-	results, err := repo.Queue("results", buffer.QueueConfig{})
-	require.NoError(b, err)
 	items, err := results.Poll(n + 1)
 	require.NoError(b, err)
 	require.Len(b, items, n)
