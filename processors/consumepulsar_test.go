@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"edgeagent.dev"
 	"edgeagent.dev/internal/enginetest"
 	"edgeagent.dev/processors"
 	"edgeagent.dev/provenance"
@@ -105,11 +106,13 @@ func TestConsumePulsarAcksOnlyAfterCommitAndNacksOnRollback(t *testing.T) {
 	ctx := context.Background()
 
 	// A session that holds the messages but has not committed: nothing is
-	// acknowledged.
-	s := h.Session()
+	// acknowledged. (It must hold all ten before the rollback: the broker
+	// counts a message unacknowledged once it was dispatched, which may be
+	// before the client handed it to the processor.)
+	s := &countingSession{ProcessSession: h.Session()}
 	require.Eventually(t, func() bool {
 		require.NoError(t, h.Processor().OnTrigger(ctx, h.Context(), s))
-		return b.Unacked("in", "edge") == 10 && len(r.Output("success")) == 0
+		return s.created == 10 && b.Unacked("in", "edge") == 10 && len(r.Output("success")) == 0
 	}, 10*time.Second, 5*time.Millisecond)
 	require.Never(t, func() bool { return b.Backlog("in", "edge") < 10 }, 300*time.Millisecond, 20*time.Millisecond)
 
@@ -132,9 +135,11 @@ func TestConsumePulsarBackpressureStopsReceiving(t *testing.T) {
 	out := collect(t, r, 1)
 	taken := len(out)
 	require.LessOrEqual(t, taken, 10)
-	// The client groups acknowledgements (up to 100ms): wait for them.
+	// The client groups acknowledgements (up to 100ms): wait for them. The
+	// bound counts the messages taken too, whose acknowledgements may still
+	// be on their way while the client refills its prefetch.
 	require.Eventually(t, func() bool { return b.Unacked("in", "edge") <= 3*5 }, 5*time.Second, 10*time.Millisecond)
-	require.Never(t, func() bool { return b.Unacked("in", "edge") > 3*5 }, 500*time.Millisecond, 10*time.Millisecond,
+	require.Never(t, func() bool { return b.Unacked("in", "edge") > taken+3*5 }, 500*time.Millisecond, 10*time.Millisecond,
 		"the prefetch stays bounded by the receiver queue")
 	require.GreaterOrEqual(t, b.Backlog("in", "edge"), 300-taken-3*5)
 	out = append(out, collect(t, r, 300-taken)...)
@@ -187,4 +192,15 @@ func TestConsumePulsarConfiguration(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// countingSession counts the flowfiles a processor creates in it.
+type countingSession struct {
+	edgeagent.ProcessSession
+	created int
+}
+
+func (s *countingSession) Create() *edgeagent.FlowFile {
+	s.created++
+	return s.ProcessSession.Create()
 }
