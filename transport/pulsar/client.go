@@ -289,8 +289,9 @@ type watcher struct {
 	secret     string // the token last read
 }
 
-// Texts of pulsar-client-go v0.20.0 log records (unchanged since v0.19.0) the watcher reacts to
-// (internal/connection.go, producer_partition.go, consumer_partition.go).
+// Texts of pulsar-client-go v0.20.0 log records the watcher reacts to
+// (internal/connection.go, producer_partition.go, consumer_partition.go;
+// the same in v0.19.0).
 const (
 	logHandshakeRefused    = "Failed to establish connection with broker: "
 	logConnectFailed       = "Failed to connect to broker."

@@ -50,7 +50,8 @@ type ProducerOptions struct {
 	// default: up to BatchingMaxMessages messages or BatchingMaxDelay.
 	// (Unbatched messages go out as batches of one, so a message sent alone
 	// waits up to BatchingMaxDelay: the library's own unbatched path races
-	// with its reconnection in pulsar-client-go v0.19.0 and v0.20.0.)
+	// with its reconnection in pulsar-client-go v0.19.0, and reads the
+	// same way in v0.20.0.)
 	DisableBatching     bool
 	BatchingMaxMessages int
 	BatchingMaxDelay    time.Duration
@@ -216,8 +217,9 @@ func (c *Client) NewProducer(ctx context.Context, opts ProducerOptions) (*Produc
 	case opts.DisableBatching:
 		// Not pulsar-client-go's DisableBatching: its unbatched send path
 		// reads the producer's encryptor while a reconnection replaces it
-		// (a data race in v0.19.0 and v0.20.0). A batch of one is the same on the wire
-		// apart from num_messages_in_batch, and de-duplicates per message.
+		// (a data race in v0.19.0; v0.20.0 reads it the same way). A batch
+		// of one is the same on the wire apart from num_messages_in_batch,
+		// and de-duplicates per message.
 		po.BatchingMaxMessages = 1
 	case po.BatchingMaxMessages == 0:
 		po.BatchingMaxMessages = DefaultBatchingMaxMessages
