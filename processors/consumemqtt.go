@@ -3,7 +3,6 @@ package processors
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,14 +58,14 @@ func newConsumeMQTT(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, error)
 	if o.CleanSession, err = boolProp(cfg, "clean_session"); err != nil {
 		return nil, err
 	}
-	q, err := strconv.Atoi(cfg.Property("qos").String())
-	if err != nil || q < 0 || q > 2 {
-		return nil, fmt.Errorf("property qos: %q is not 0, 1 or 2", cfg.Property("qos").String())
+	q, err := qosProp(cfg)
+	if err != nil {
+		return nil, err
 	}
 	p := &consumeMQTT{opts: o, topics: map[string]byte{}}
 	for _, t := range strings.Split(cfg.Property("topics").String(), ",") {
 		if t = strings.TrimSpace(t); t != "" {
-			p.topics[t] = byte(q)
+			p.topics[t] = q
 		}
 	}
 	if len(p.topics) == 0 {

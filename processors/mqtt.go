@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +68,16 @@ func mqttOptions(cfg *edgeagent.ProcessorConfig) (mqtt.Options, error) {
 		return o, err
 	}
 	return o, nil
+}
+
+// qosProp parses the qos property PublishMQTT and ConsumeMQTT share.
+func qosProp(cfg *edgeagent.ProcessorConfig) (byte, error) {
+	v := cfg.Property("qos").String()
+	q, err := strconv.Atoi(v)
+	if err != nil || q < 0 || q > 2 {
+		return 0, fmt.Errorf("property qos: %q is not 0, 1 or 2", v)
+	}
+	return byte(q), nil
 }
 
 // checkMQTTFiles reports unreadable credential and TLS files at start, so a

@@ -73,14 +73,11 @@ func TestPublishMQTTDeliversAndRecordsSend(t *testing.T) {
 		seen[string(m.Payload)] = true
 	}
 	require.Len(t, seen, 200)
-	sends := 0
-	for _, e := range r.Events() {
-		if e.Type == provenance.EventSend {
-			sends++
-			require.Equal(t, b.URL()+"/edge/"+enginetest.AgentID+"/temp", e.TransitURI)
-		}
+	sends := eventsOf(r.Events(), provenance.EventSend)
+	for _, e := range sends {
+		require.Equal(t, b.URL()+"/edge/"+enginetest.AgentID+"/temp", e.TransitURI)
 	}
-	require.Equal(t, 200, sends)
+	require.Equal(t, 200, len(sends))
 }
 
 func TestPublishMQTTEnvelope(t *testing.T) {
@@ -161,14 +158,11 @@ func TestConsumeMQTTCreatesFlowFilesAndAcksAfterCommit(t *testing.T) {
 		require.NotEmpty(t, o.FlowFile.Attributes[edgeagent.AttrCaptureTime])
 	}
 	require.Len(t, seen, 100)
-	receives := 0
-	for _, e := range r.Events() {
-		if e.Type == provenance.EventReceive {
-			receives++
-			require.Equal(t, b.URL()+"/sensors/room1", e.TransitURI)
-		}
+	receives := eventsOf(r.Events(), provenance.EventReceive)
+	for _, e := range receives {
+		require.Equal(t, b.URL()+"/sensors/room1", e.TransitURI)
 	}
-	require.Equal(t, len(out), receives)
+	require.Equal(t, len(out), len(receives))
 }
 
 func TestMQTTProcessorsOverMutualTLSAndPasswords(t *testing.T) {

@@ -47,7 +47,6 @@ type publishMQTT struct {
 	retain   bool
 	envelope bool
 	envAttrs *regexp.Regexp
-	window   int
 	pub      *mqtt.Publisher
 }
 
@@ -57,11 +56,9 @@ func newPublishMQTT(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, error)
 		return nil, err
 	}
 	p := &publishMQTT{topic: cfg.Property("topic"), envelope: cfg.Property("payload").String() == "envelope"}
-	q, err := strconv.Atoi(cfg.Property("qos").String())
-	if err != nil || q < 0 || q > 2 {
-		return nil, fmt.Errorf("property qos: %q is not 0, 1 or 2", cfg.Property("qos").String())
+	if p.qos, err = qosProp(cfg); err != nil {
+		return nil, err
 	}
-	p.qos = byte(q)
 	if p.retain, err = boolProp(cfg, "retain"); err != nil {
 		return nil, err
 	}
@@ -75,8 +72,7 @@ func newPublishMQTT(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, error)
 	if n > 65535 {
 		return nil, errors.New("property max_in_flight: at most 65535 (MQTT packet identifiers)")
 	}
-	p.window = int(n)
-	o.MaxInFlight = p.window
+	o.MaxInFlight = int(n)
 	p.opts = o
 	return p, nil
 }
@@ -119,7 +115,7 @@ func (p *publishMQTT) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext
 		pc.Yield()
 		return nil
 	}
-	batch := s.GetBatch(p.window)
+	batch := s.GetBatch(p.opts.MaxInFlight)
 	if len(batch) == 0 {
 		return nil
 	}
@@ -130,10 +126,7 @@ func (p *publishMQTT) OnTrigger(ctx context.Context, pc edgeagent.ProcessContext
 	}
 	inFlight := make([]sent, 0, len(batch))
 	for i, ff := range batch {
-		if ctx.Err() != nil {
-			for _, rest := range batch[i:] {
-				s.Return(rest)
-			}
+		if stopping(ctx, s, batch[i:]) {
 			break
 		}
 		topic, err := p.topic.Evaluate(ff)

@@ -306,3 +306,46 @@ func (c *conn) snapshot() Stats {
 		Received:       c.stats.received.Load(),
 	}
 }
+
+// lifecycle is the Connect and Close state that Publisher and Consumer
+// share. mu guards conn (set once, by Connect) and closed.
+type lifecycle struct {
+	mu     sync.Mutex
+	conn   *conn
+	closed bool
+}
+
+// checkConnect, called with mu held, refuses a Connect after Close or a
+// second Connect.
+func (l *lifecycle) checkConnect(role string) error {
+	switch {
+	case l.closed:
+		return ErrClosed
+	case l.conn != nil:
+		return fmt.Errorf("mqtt %s: Connect called twice", role)
+	}
+	return nil
+}
+
+// stats returns the connection state and counters (zero before Connect).
+func (l *lifecycle) stats() Stats {
+	l.mu.Lock()
+	c := l.conn
+	l.mu.Unlock()
+	if c == nil {
+		return Stats{}
+	}
+	return c.snapshot()
+}
+
+// markClosed marks the client closed and returns the connection Close must
+// shut down: nil before Connect and on a second Close.
+func (l *lifecycle) markClosed() *conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	return l.conn
+}

@@ -69,9 +69,7 @@ type Consumer struct {
 	topics map[string]byte
 	ch     chan *Message
 
-	mu     sync.Mutex
-	conn   *conn
-	closed bool
+	lifecycle
 }
 
 // NewConsumer returns a Consumer for opts that subscribes to topics (topic
@@ -95,13 +93,9 @@ func (c *Consumer) Connect(ctx context.Context) error {
 		return err
 	}
 	c.mu.Lock()
-	if c.closed {
+	if err := c.checkConnect("consumer"); err != nil {
 		c.mu.Unlock()
-		return ErrClosed
-	}
-	if c.conn != nil {
-		c.mu.Unlock()
-		return errors.New("mqtt consumer: Connect called twice")
+		return err
 	}
 	var cn *conn // set before paho can call the handler (it starts in start)
 	cn, err := newConn(c.opts, func(po *paho.ClientOptions) {
@@ -190,12 +184,6 @@ func (c *Consumer) handle(cn *conn, client paho.Client, pm paho.Message) {
 	}
 }
 
-func (c *Consumer) currentConn() *conn {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.conn
-}
-
 // Messages returns the buffer. It is never closed; stop reading on Close.
 func (c *Consumer) Messages() <-chan *Message { return c.ch }
 
@@ -214,13 +202,7 @@ func (c *Consumer) Poll(max int) []*Message {
 }
 
 // Stats returns the connection state and counters.
-func (c *Consumer) Stats() Stats {
-	cn := c.currentConn()
-	if cn == nil {
-		return Stats{}
-	}
-	return cn.snapshot()
-}
+func (c *Consumer) Stats() Stats { return c.stats() }
 
 // Close stops reconnecting and disconnects cleanly. Messages not yet
 // acknowledged stay with the broker (persistent session) and are redelivered
@@ -229,12 +211,8 @@ func (c *Consumer) Stats() Stats {
 // returns. The wait is bounded by ConnectTimeout; ctx is accepted for
 // symmetry with Publisher.Close.
 func (c *Consumer) Close(_ context.Context) error {
-	c.mu.Lock()
-	cn := c.conn
-	already := c.closed
-	c.closed = true
-	c.mu.Unlock()
-	if cn == nil || already {
+	cn := c.markClosed()
+	if cn == nil {
 		return nil
 	}
 	cn.stop() // releases the handler if it is blocked on a full buffer

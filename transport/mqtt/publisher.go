@@ -36,9 +36,7 @@ type Publisher struct {
 	opts   Options
 	window chan struct{} // one slot per publish in flight
 
-	mu     sync.Mutex
-	conn   *conn
-	closed bool
+	lifecycle
 
 	waiters sync.WaitGroup // one count per publish in flight
 	// queue feeds the publishes handed to paho, in order, to one goroutine
@@ -51,7 +49,6 @@ type Publisher struct {
 type inflight struct {
 	tok   paho.Token
 	pd    *Pending
-	c     *conn
 	topic string
 }
 
@@ -68,13 +65,9 @@ func NewPublisher(opts Options) *Publisher {
 // backoff until Close. Calling Connect again is an error.
 func (p *Publisher) Connect(ctx context.Context) error {
 	p.mu.Lock()
-	if p.closed {
+	if err := p.checkConnect("publisher"); err != nil {
 		p.mu.Unlock()
-		return ErrClosed
-	}
-	if p.conn != nil {
-		p.mu.Unlock()
-		return errors.New("mqtt publisher: Connect called twice")
+		return err
 	}
 	c, err := newConn(p.opts, func(po *paho.ClientOptions) {
 		po.SetCleanSession(true)
@@ -86,7 +79,7 @@ func (p *Publisher) Connect(ctx context.Context) error {
 	p.conn = c
 	p.queue = make(chan inflight, cap(p.window))
 	p.waiterDone = make(chan struct{})
-	go p.waitAcks()
+	go p.waitAcks(c)
 	p.mu.Unlock()
 	return c.start(ctx)
 }
@@ -137,20 +130,19 @@ func (p *Publisher) Publish(ctx context.Context, topic string, qos byte, retaine
 	tok := c.client.Publish(topic, qos, retained, payload)
 	c.stats.published.Add(1)
 	// Never blocks: the window bounds what is in flight to the queue's size.
-	p.queue <- inflight{tok: tok, pd: pd, c: c, topic: topic}
+	p.queue <- inflight{tok: tok, pd: pd, topic: topic}
 	return pd
 }
 
 // waitAcks completes the publishes in the order they were handed to paho.
 // A broker acknowledges QoS 1/2 messages of one connection in order, and a
 // dropped connection fails every token, so waiting in order costs nothing.
-func (p *Publisher) waitAcks() {
+func (p *Publisher) waitAcks(c *conn) {
 	defer close(p.waiterDone)
 	for it := range p.queue {
 		<-it.tok.Done()
 		<-p.window
 		err := it.tok.Error()
-		c := it.c
 		if err == nil {
 			c.stats.acked.Add(1)
 			it.pd.complete(nil)
@@ -172,27 +164,15 @@ func (p *Publisher) waitAcks() {
 }
 
 // Stats returns the connection state and counters.
-func (p *Publisher) Stats() Stats {
-	p.mu.Lock()
-	c := p.conn
-	p.mu.Unlock()
-	if c == nil {
-		return Stats{}
-	}
-	return c.snapshot()
-}
+func (p *Publisher) Stats() Stats { return p.stats() }
 
 // Close waits (bounded by ctx) for the publishes in flight to be
 // acknowledged, then stops reconnecting and disconnects; publishes still in
 // flight then fail with ErrClosed, and Close returns ctx's error. Every
 // goroutine the Publisher started has exited when Close returns.
 func (p *Publisher) Close(ctx context.Context) error {
-	p.mu.Lock()
-	c := p.conn
-	already := p.closed
-	p.closed = true
-	p.mu.Unlock()
-	if c == nil || already {
+	c := p.markClosed()
+	if c == nil {
 		return nil
 	}
 	drained := make(chan struct{})

@@ -143,22 +143,26 @@ func (h *flowHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packe
 // that has window or more QoS 1/2 messages in flight, or nil.
 func (h *flowHook) slowSubscriber(pub *mochi.Client, topic string) *mochi.Client {
 	subs := h.server.Topics.Subscribers(topic)
-	for id, sub := range subs.Subscriptions {
+	if cl := h.slowIn(pub, subs.Subscriptions); cl != nil {
+		return cl
+	}
+	for _, group := range subs.Shared {
+		if cl := h.slowIn(pub, group); cl != nil {
+			return cl
+		}
+	}
+	return nil
+}
+
+// slowIn is slowSubscriber for one set of subscriptions (client ID ->
+// subscription).
+func (h *flowHook) slowIn(pub *mochi.Client, subs map[string]packets.Subscription) *mochi.Client {
+	for id, sub := range subs {
 		if sub.Qos == 0 || id == pub.ID {
 			continue
 		}
 		if cl, ok := h.server.Clients.Get(id); ok && !cl.Closed() && cl.State.Inflight.Len() >= h.window {
 			return cl
-		}
-	}
-	for _, group := range subs.Shared {
-		for id, sub := range group {
-			if sub.Qos == 0 || id == pub.ID {
-				continue
-			}
-			if cl, ok := h.server.Clients.Get(id); ok && !cl.Closed() && cl.State.Inflight.Len() >= h.window {
-				return cl
-			}
 		}
 	}
 	return nil
