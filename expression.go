@@ -1,8 +1,10 @@
 package edgeagent
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -689,24 +691,11 @@ func fnCompare(ok func(int) bool) exprFunc {
 		if err != nil {
 			return v, err
 		}
-		var cmp int
 		if x.kind == kindInt && y.kind == kindInt {
-			cmp = cmpOrdered(x.i, y.i)
-		} else {
-			cmp = cmpOrdered(x.float(), y.float())
+			return exprBool(ok(cmp.Compare(x.i, y.i))), nil
 		}
-		return exprBool(ok(cmp)), nil
+		return exprBool(ok(cmp.Compare(x.float(), y.float()))), nil
 	}
-}
-
-func cmpOrdered[T int64 | float64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func fnArith(op byte) exprFunc {
@@ -993,7 +982,7 @@ func (p *exprParser) parseExpr(depth int) (*exprNode, error) {
 		arity, ok := exprSubjectFuncs[name]
 		if !ok {
 			return nil, p.errAt(start, "unknown function %q at the start of an expression%s (use %s)",
-				name, exprSuggest(name, exprKeys(exprSubjectFuncs)), "now(), UUID(), hostname() or literal('...')")
+				name, exprSuggest(name, slices.Collect(maps.Keys(exprSubjectFuncs))), "now(), UUID(), hostname() or literal('...')")
 		}
 		args, err := p.parseArgs(depth)
 		if err != nil {
@@ -1077,7 +1066,7 @@ func (p *exprParser) parseCall(depth int) (exprCall, error) {
 	}
 	def, ok := exprFuncs[name]
 	if !ok {
-		return exprCall{}, p.errAt(start, "unknown function %q%s", name, exprSuggest(name, exprKeys(exprFuncs)))
+		return exprCall{}, p.errAt(start, "unknown function %q%s", name, exprSuggest(name, slices.Collect(maps.Keys(exprFuncs))))
 	}
 	p.skipSpace()
 	if p.peek() != '(' {
@@ -1260,14 +1249,6 @@ func (p *exprParser) prepareArg(a *exprArg, kind byte, fn string, pos int) error
 		return p.errAt(pos, "%s(): %v", fn, err)
 	}
 	return nil
-}
-
-func exprKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // exprSuggest returns ` (did you mean "x"?)` for the candidate closest to

@@ -1064,6 +1064,11 @@ func (m *mapping) scalar(p *parser, key string) (string, bool) {
 	return p.scalar(n, joinPath(m.path, key))
 }
 
+// errorf reports a problem with key's value.
+func (m *mapping) errorf(p *parser, key, format string, args ...any) {
+	p.errorf(m.get(key), joinPath(m.path, key), format, args...)
+}
+
 // duration returns key as a duration, or def. positive refuses 0.
 func (m *mapping) duration(p *parser, key string, def time.Duration, positive bool) time.Duration {
 	v, ok := m.scalar(p, key)
@@ -1073,10 +1078,10 @@ func (m *mapping) duration(p *parser, key string, def time.Duration, positive bo
 	d, err := edgeagent.ParseDuration(v)
 	switch {
 	case err != nil:
-		p.errorf(m.get(key), joinPath(m.path, key), "%v", err)
+		m.errorf(p, key, "%v", err)
 		return def
 	case positive && d == 0:
-		p.errorf(m.get(key), joinPath(m.path, key), "%s must be greater than 0", key)
+		m.errorf(p, key, "%s must be greater than 0", key)
 		return def
 	}
 	return d
@@ -1091,10 +1096,10 @@ func (m *mapping) size(p *parser, key string, def int64) int64 {
 	n, err := edgeagent.ParseSize(v)
 	switch {
 	case err != nil:
-		p.errorf(m.get(key), joinPath(m.path, key), "%v", err)
+		m.errorf(p, key, "%v", err)
 		return def
 	case n <= 0:
-		p.errorf(m.get(key), joinPath(m.path, key), "%s must be greater than 0", key)
+		m.errorf(p, key, "%s must be greater than 0", key)
 		return def
 	}
 	return n
@@ -1109,13 +1114,13 @@ func (m *mapping) integer(p *parser, key string, def, lo, hi int64) int64 {
 	n, err := strconv.ParseInt(strings.ReplaceAll(v, "_", ""), 10, 64)
 	switch {
 	case err != nil:
-		p.errorf(m.get(key), joinPath(m.path, key), "%s must be a whole number, got %q", key, v)
+		m.errorf(p, key, "%s must be a whole number, got %q", key, v)
 		return def
 	case n < lo:
-		p.errorf(m.get(key), joinPath(m.path, key), "%s must be at least %d, got %d", key, lo, n)
+		m.errorf(p, key, "%s must be at least %d, got %d", key, lo, n)
 		return def
 	case n > hi:
-		p.errorf(m.get(key), joinPath(m.path, key), "%s must be at most %d, got %d", key, hi, n)
+		m.errorf(p, key, "%s must be at most %d, got %d", key, hi, n)
 		return def
 	}
 	return n
@@ -1128,7 +1133,7 @@ func (m *mapping) enum(p *parser, key string, allowed []string, def string) stri
 		return def
 	}
 	if !slices.Contains(allowed, v) {
-		p.errorf(m.get(key), joinPath(m.path, key), "%s %q is not one of %s%s", key, v, strings.Join(allowed, ", "), didYouMean(v, allowed, ""))
+		m.errorf(p, key, "%s %q is not one of %s%s", key, v, strings.Join(allowed, ", "), didYouMean(v, allowed, ""))
 		return def
 	}
 	return v
@@ -1146,7 +1151,7 @@ func (m *mapping) boolean(p *parser, key string, def bool) bool {
 	case "false":
 		return false
 	}
-	p.errorf(m.get(key), joinPath(m.path, key), "%q is not a boolean (true or false)", v)
+	m.errorf(p, key, "%q is not a boolean (true or false)", v)
 	return def
 }
 

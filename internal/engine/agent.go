@@ -301,19 +301,15 @@ func (a *Agent) warnOrphans(flow *config.Flow) {
 		if used[n] {
 			continue
 		}
-		if r := flow.RetiredConnection(n); r != nil {
-			if q, err := a.repo.Queue(n, buffer.QueueConfig{}); err == nil {
-				if count, _ := q.Len(); count > 0 {
-					a.log.Info("retired connection kept on disk (retired_connections: action keep)", "connection", n, "count", count)
-				}
-			}
-			continue
-		}
 		q, err := a.repo.Queue(n, buffer.QueueConfig{})
 		if err != nil {
 			continue
 		}
-		if count, _ := q.Len(); count > 0 {
+		switch count, _ := q.Len(); {
+		case count == 0:
+		case flow.RetiredConnection(n) != nil:
+			a.log.Info("retired connection kept on disk (retired_connections: action keep)", "connection", n, "count", count)
+		default:
 			a.log.Warn("connection removed from the flow still holds flowfiles; they stay on disk until a flow uses it again", "connection", n, "count", count)
 		}
 	}

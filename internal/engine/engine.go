@@ -15,7 +15,6 @@ import (
 	"edgeagent.dev"
 	"edgeagent.dev/buffer"
 	"edgeagent.dev/internal/config"
-	"edgeagent.dev/provenance"
 )
 
 // Engine is one running flow on an open repository. Create it with New
@@ -157,29 +156,9 @@ func (e *Engine) dropRetired(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("opening retired connection %s: %w", name, err)
 		}
-		dropped := 0
-		for {
-			items, err := q.Poll(1000)
-			if err != nil {
-				return fmt.Errorf("emptying retired connection %s: %w", name, err)
-			}
-			if len(items) == 0 {
-				break
-			}
-			ch := &buffer.Change{Consume: items}
-			now := time.Now()
-			for _, it := range items {
-				ff := it.FlowFile
-				ch.Events = append(ch.Events, provenance.Event{
-					Type: provenance.EventDrop, Time: now, FlowFileID: ff.ID, Component: name, ComponentType: "Connection",
-					ContentSize: ff.Size, LineageStart: ff.LineageStart, Details: "retired connection emptied (retired_connections: action drop)",
-				})
-			}
-			if err := e.repo.Commit(ctx, ch); err != nil {
-				q.Release(items, 0)
-				return fmt.Errorf("emptying retired connection %s: %w", name, err)
-			}
-			dropped += len(items)
+		dropped, err := e.repo.Clear(ctx, q, "retired connection emptied (retired_connections: action drop)")
+		if err != nil {
+			return fmt.Errorf("emptying retired connection %s: %w", name, err)
 		}
 		if count, _ := q.Len(); dropped > 0 || count > 0 {
 			e.log.Warn("dropped the flowfiles of a retired connection", "connection", name, "dropped", dropped, "left", count)
@@ -206,11 +185,9 @@ func (e *Engine) Start(ctx context.Context) error {
 			e.stopNodes(ctx, e.nodes[:i])
 			return fmt.Errorf("creating state directory of %s: %w", n.name, err)
 		}
-		if st, ok := n.proc.(edgeagent.Starter); ok {
-			if err := st.Start(ctx, n); err != nil {
-				e.stopNodes(ctx, e.nodes[:i+1])
-				return fmt.Errorf("starting processor %s (%s): %w", n.name, n.typ, err)
-			}
+		if err := n.start(ctx); err != nil {
+			e.stopNodes(ctx, e.nodes[:i+1])
+			return err
 		}
 		n.started.Store(true)
 	}
@@ -311,11 +288,9 @@ func (e *Engine) StartProcessor(ctx context.Context, name string) error {
 	if !e.running.Load() || n.started.Load() {
 		return fmt.Errorf("starting processor %s: %w", name, ErrAlreadyRunning)
 	}
-	if st, ok := n.proc.(edgeagent.Starter); ok {
-		if err := st.Start(ctx, n); err != nil {
-			e.stopNodes(ctx, []*node{n})
-			return fmt.Errorf("starting processor %s (%s): %w", n.name, n.typ, err)
-		}
+	if err := n.start(ctx); err != nil {
+		e.stopNodes(ctx, []*node{n})
+		return err
 	}
 	n.started.Store(true)
 	e.spawn(n)
@@ -332,6 +307,16 @@ func (e *Engine) ClearConnection(ctx context.Context, name string) (int, error) 
 		return 0, fmt.Errorf("%w: %q", ErrUnknownConnection, name)
 	}
 	return e.repo.Clear(ctx, q, "cleared by an operator")
+}
+
+// start calls n's Starter.Start, when it has one.
+func (n *node) start(ctx context.Context) error {
+	if st, ok := n.proc.(edgeagent.Starter); ok {
+		if err := st.Start(ctx, n); err != nil {
+			return fmt.Errorf("starting processor %s (%s): %w", n.name, n.typ, err)
+		}
+	}
+	return nil
 }
 
 func (e *Engine) stopNodes(ctx context.Context, nodes []*node) error {

@@ -69,7 +69,6 @@ type node struct {
 	started    atomic.Bool
 	stop       chan struct{}  // closed to stop this processor's tasks
 	tasks      sync.WaitGroup // this processor's running tasks
-	cancel     context.CancelFunc
 
 	runMu   sync.Mutex
 	nextRun time.Time

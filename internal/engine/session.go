@@ -48,6 +48,10 @@ type ffState struct {
 	contentChanged  bool
 }
 
+// transient reports whether the flowfile was made and removed in the same
+// session: it never existed outside it, so it gets no events at all.
+func (st *ffState) transient() bool { return st.kind != kindInput && st.action == actRemove }
+
 // session implements edgeagent.ProcessSession on the durable repository.
 type session struct {
 	n       *node
@@ -60,7 +64,6 @@ type session struct {
 	onFail  []func()
 	err     error
 	rr      int // round-robin position over inputs
-	closed  bool
 }
 
 func newSession(n *node) *session {
@@ -396,11 +399,10 @@ func (s *session) Commit(ctx context.Context) error {
 			s.rollback(s.n.sched.Penalty)
 			return err
 		}
-		transient := st.kind != kindInput && st.action == actRemove
+		transient := st.transient()
 		switch {
 		case transient:
-			// Created and removed in the same session: it never existed
-			// outside it, so it gets no events at all.
+			// no events
 		case st.kind == kindCreated:
 			if !st.reportedOrigin {
 				e := s.event(provenance.EventCreate, ff, now)
@@ -485,7 +487,7 @@ func (s *session) Commit(ctx context.Context) error {
 		}
 	}
 	for _, e := range s.events {
-		if st := s.ffs[e.FlowFileID]; st != nil && st.kind != kindInput && st.action == actRemove {
+		if st := s.ffs[e.FlowFileID]; st != nil && st.transient() {
 			continue // reported on a flowfile that never left the session
 		}
 		explicit = append(explicit, e)
