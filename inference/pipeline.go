@@ -472,21 +472,15 @@ func ssdOutputs(outs []Tensor, i, n int) (SSDOutputs, error) {
 	return o, nil
 }
 
-// ppocrDetPreprocess is PaddleOCR's detection normalisation (ImageNet mean
-// and std on BGR pixels scaled to 0..1).
-func ppocrDetPreprocess() Preprocess {
+// PPOCRPreprocess returns the pre-processing PP-OCR detection models are
+// trained with, for an input of w x h (0 x 0: dynamic): PaddleOCR's
+// detection normalisation (ImageNet mean and std on BGR pixels scaled to
+// 0..1).
+func PPOCRPreprocess(w, h int) Preprocess {
 	return Preprocess{
-		Mode: ResizeStretch, Order: BGR, Scale: 1.0 / 255,
+		Width: w, Height: h, Mode: ResizeStretch, Order: BGR, Scale: 1.0 / 255,
 		Mean: [3]float32{0.485, 0.456, 0.406}, Std: [3]float32{0.229, 0.224, 0.225},
 	}
-}
-
-// PPOCRPreprocess returns the pre-processing PP-OCR detection models are
-// trained with, for an input of w x h (0 x 0: dynamic).
-func PPOCRPreprocess(w, h int) Preprocess {
-	p := ppocrDetPreprocess()
-	p.Width, p.Height = w, h
-	return p
 }
 
 // detSize is PaddleOCR's DetResizeForTest (limit_type max): the longer side

@@ -73,6 +73,14 @@ func TestPipelineClassification(t *testing.T) {
 	}
 }
 
+// wideYOLODetections is what the YOLO test outputs (v5Data, v8Data) decode
+// to for a 128x64 image letterboxed into a 64x64 input.
+var wideYOLODetections = []inference.Detection{
+	{Class: 2, Label: "c", Score: 0.9025, Box: inference.Box{X1: 90, Y1: 0, X2: 110, Y2: 12}},
+	{Class: 0, Label: "a", Score: 0.81, Box: inference.Box{X1: 44, Y1: 12, X2: 84, Y2: 52}},
+	{Class: 1, Label: "b", Score: 0.72, Box: inference.Box{X1: 46, Y1: 14, X2: 86, Y2: 54}},
+}
+
 func TestPipelineYOLO(t *testing.T) {
 	for _, task := range []inference.Task{inference.TaskYOLOv5, inference.TaskYOLOv8} {
 		out := inference.Tensor{Name: "output0", Shape: []int64{1, 6, 8}, Data: v5Data()}
@@ -88,11 +96,7 @@ func TestPipelineYOLO(t *testing.T) {
 		res, err := p.Run(context.Background(), []*inference.Image{solid(128, 64, 0, 0, 0)})
 		require.NoError(t, err)
 		// Letterboxed 128x64 -> 64x32 at y 16: source = (model - pad) * 2.
-		requireDetections(t, []inference.Detection{
-			{Class: 2, Label: "c", Score: 0.9025, Box: inference.Box{X1: 90, Y1: 0, X2: 110, Y2: 12}},
-			{Class: 0, Label: "a", Score: 0.81, Box: inference.Box{X1: 44, Y1: 12, X2: 84, Y2: 52}},
-			{Class: 1, Label: "b", Score: 0.72, Box: inference.Box{X1: 46, Y1: 14, X2: 86, Y2: 54}},
-		}, res[0].Detections)
+		requireDetections(t, wideYOLODetections, res[0].Detections)
 	}
 }
 

@@ -25,7 +25,6 @@ func ApplyONNXModelSpec() edgeagent.ProcessorSpec { return applyONNXModelSpec(ne
 const annotateQuality = 90
 
 type applyONNXModel struct {
-	name      string
 	modelPath string
 	recPath   string
 	labels    string
@@ -62,7 +61,6 @@ func (p *applyONNXModel) ProcessorInfo() map[string]string {
 
 func newApplyONNXModel(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, error) {
 	p := &applyONNXModel{
-		name:      cfg.Name,
 		modelPath: cfg.Property("model").String(),
 		recPath:   cfg.Property("ppocr_rec_model").String(),
 		labels:    cfg.Property("labels").String(),
@@ -410,7 +408,7 @@ func decodeFlowFile(s edgeagent.ProcessSession, ff *edgeagent.FlowFile) (*infere
 		}
 		return img, nil
 	}
-	ws, hs := ff.Attr("width"), ff.Attr("height")
+	ws, hs := ff.Attr(AttrWidth), ff.Attr(AttrHeight)
 	if ws == "" || hs == "" {
 		return nil, fmt.Errorf("decoding image: %w: the content is not a JPEG or PNG file, and there are no width and height attributes for a raw BGR frame", inference.ErrDecodeImage)
 	}

@@ -3,7 +3,6 @@
 package processors
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"edgeagent.dev"
+	"edgeagent.dev/inference"
 )
 
 // MotionDetectorSpec returns the spec of MotionDetector, which routes
@@ -194,7 +194,7 @@ func (p *motionDetector) detect(ff *edgeagent.FlowFile, b []byte) (*motionResult
 // decodeGrey decodes a JPEG or PNG file, or a raw BGR or grey frame of the
 // width and height attributes, into a grey Mat the caller closes.
 func decodeGrey(ff *edgeagent.FlowFile, b []byte) (gocv.Mat, error) {
-	if bytes.HasPrefix(b, []byte{0xFF, 0xD8, 0xFF}) || bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
+	if inference.IsEncodedImage(b) {
 		m, err := gocv.IMDecode(b, gocv.IMReadGrayScale)
 		if err == nil && m.Empty() {
 			m.Close()

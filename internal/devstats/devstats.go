@@ -191,36 +191,30 @@ func (r *Reader) skip(source string, err error) {
 // readProc fills the procfs-based statistics. It reports whether
 // /proc/stat was read.
 func (r *Reader) readProc(s *Stats) (statRead bool) {
-	if b, ok := r.readFile("proc/uptime"); ok {
-		if v, err := parseUptime(b); err != nil {
-			r.skip(r.path("proc/uptime"), err)
-		} else {
-			s.UptimeSeconds = &v
-		}
+	s.UptimeSeconds = parseFile(r, "proc/uptime", parseUptime)
+	s.LoadAverage = parseFile(r, "proc/loadavg", parseLoadavg)
+	s.Memory = parseFile(r, "proc/meminfo", parseMeminfo)
+	cur := parseFile(r, "proc/stat", parseStat)
+	if cur == nil {
+		return false
 	}
-	if b, ok := r.readFile("proc/loadavg"); ok {
-		if v, err := parseLoadavg(b); err != nil {
-			r.skip(r.path("proc/loadavg"), err)
-		} else {
-			s.LoadAverage = &v
-		}
+	s.CPUPercent, s.CPUCorePercent = r.cpuUsage(*cur)
+	return true
+}
+
+// parseFile reads a file below the root and parses it; nil when it cannot
+// be read or parsed (logged at debug level).
+func parseFile[T any](r *Reader, rel string, parse func([]byte) (T, error)) *T {
+	b, ok := r.readFile(rel)
+	if !ok {
+		return nil
 	}
-	if b, ok := r.readFile("proc/meminfo"); ok {
-		if v, err := parseMeminfo(b); err != nil {
-			r.skip(r.path("proc/meminfo"), err)
-		} else {
-			s.Memory = &v
-		}
+	v, err := parse(b)
+	if err != nil {
+		r.skip(r.path(rel), err)
+		return nil
 	}
-	if b, ok := r.readFile("proc/stat"); ok {
-		if cur, err := parseStat(b); err != nil {
-			r.skip(r.path("proc/stat"), err)
-		} else {
-			s.CPUPercent, s.CPUCorePercent = r.cpuUsage(cur)
-			statRead = true
-		}
-	}
-	return statRead
+	return &v
 }
 
 // cpuUsage compares cur with the previous snapshot and keeps cur for the
