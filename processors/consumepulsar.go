@@ -216,7 +216,7 @@ func (p *consumePulsar) OnTrigger(ctx context.Context, pc edgeagent.ProcessConte
 		ff := s.Create()
 		ff = s.Write(ff, m.Payload())
 		ff = s.PutAttributes(ff, receivedAttributes(m))
-		s.Provenance().Receive(ff, pulsarTransitURI(p.opts.ServiceURL, m.Topic()), "message_id="+m.MessageID())
+		s.Provenance().Receive(ff, transitURI(p.opts.ServiceURL, m.Topic()), "message_id="+m.MessageID())
 		s.Transfer(ff, edgeagent.RelSuccess)
 	}
 	s.OnCommitted(func() {

@@ -81,9 +81,8 @@ type publishPulsar struct {
 	key      edgeagent.PropertyValue
 	props    *regexp.Regexp // nil: no attributes as properties
 	window   int
-	wait     time.Duration
 	stateDir string
-	log      *slog.Logger
+	log      *slog.Logger // pc.Logger(), set by Start
 
 	client *pulsar.Client
 	seqs   *seqLog
@@ -122,10 +121,7 @@ func newPublishPulsar(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, erro
 	}
 	p := &publishPulsar{
 		opts: o, topic: cfg.Property("topic"), key: cfg.Property("key"),
-		stateDir: cfg.StateDir, log: cfg.Logger, wait: o.OperationTimeout,
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
+		stateDir: cfg.StateDir,
 	}
 	if p.props, err = optionalRegex(cfg, "properties"); err != nil {
 		return nil, err
@@ -347,7 +343,7 @@ func (p *publishPulsar) OnTrigger(ctx context.Context, pc edgeagent.ProcessConte
 		}
 		it.msg.Payload = body
 	}
-	deadline := time.Now().Add(p.wait)
+	deadline := time.Now().Add(p.opts.OperationTimeout)
 	var flush []*pulsar.Producer
 	for _, topic := range topics {
 		if prod := p.send(ctx, s, topic, byTopic[topic], deadline); prod != nil {
@@ -563,7 +559,7 @@ func (p *publishPulsar) finish(pc edgeagent.ProcessContext, s edgeagent.ProcessS
 		case it.sendErr != nil:
 			keep(it, it.sendErr)
 		case it.known:
-			s.Provenance().Send(it.ff, pulsarTransitURI(p.opts.ServiceURL, it.topic),
+			s.Provenance().Send(it.ff, transitURI(p.opts.ServiceURL, it.topic),
 				fmt.Sprintf("sequence_id=%d acknowledged by the broker before a restart", it.st.rec.seq))
 			s.Transfer(it.ff, edgeagent.RelSuccess)
 			done = append(done, it.ff.ID)
@@ -573,7 +569,7 @@ func (p *publishPulsar) finish(pc edgeagent.ProcessContext, s edgeagent.ProcessS
 			select {
 			case <-it.st.pend.Done():
 			default:
-				keep(it, fmt.Errorf("no receipt within %s", p.wait))
+				keep(it, fmt.Errorf("no receipt within %s", p.opts.OperationTimeout))
 				continue
 			}
 			r, err := it.st.pend.Result()
@@ -597,7 +593,7 @@ func (p *publishPulsar) finish(pc edgeagent.ProcessContext, s edgeagent.ProcessS
 				p.learn(it)
 				details = fmt.Sprintf("sequence_id=%d re-sent after a restart; the broker already had it", it.st.rec.seq)
 			}
-			s.Provenance().Send(it.ff, pulsarTransitURI(p.opts.ServiceURL, it.topic), details)
+			s.Provenance().Send(it.ff, transitURI(p.opts.ServiceURL, it.topic), details)
 			s.Transfer(it.ff, edgeagent.RelSuccess)
 			done = append(done, it.ff.ID)
 			acked = append(acked, it.ff.ID.String())
@@ -666,12 +662,7 @@ func (p *publishPulsar) behind(it *pubItem) {
 func (p *publishPulsar) learn(it *pubItem) {
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
-	m := p.known[it.topic]
-	if m == nil {
-		m = map[uint64]uint64{}
-		p.known[it.topic] = m
-	}
-	m[it.st.origEpoch] = max(m[it.st.origEpoch], it.st.rec.seq)
+	raiseMax(p.known, it.topic, it.st.origEpoch, it.st.rec.seq)
 }
 
 // committed forgets flowfiles whose session committed.
@@ -892,13 +883,19 @@ func (j *seqLog) apply(payload []byte, topics map[int]string, name *string) bool
 
 // raise records that epoch sent seq on topic. j.mu is held (or loading).
 func (j *seqLog) raise(topic string, epoch, seq uint64) {
-	m := j.hw[topic]
-	if m == nil {
-		m = map[uint64]uint64{}
-		j.hw[topic] = m
-	}
-	m[epoch] = max(m[epoch], seq)
+	raiseMax(j.hw, topic, epoch, seq)
 	j.epoch = max(j.epoch, epoch)
+}
+
+// raiseMax raises m[topic][epoch] (topic -> epoch -> highest ID) to at
+// least seq.
+func raiseMax(m map[string]map[uint64]uint64, topic string, epoch, seq uint64) {
+	byEpoch := m[topic]
+	if byEpoch == nil {
+		byEpoch = map[uint64]uint64{}
+		m[topic] = byEpoch
+	}
+	byEpoch[epoch] = max(byEpoch[epoch], seq)
 }
 
 func encodeLine(b []byte, payload string) []byte {
@@ -1082,13 +1079,7 @@ func (j *seqLog) done(fids []string) {
 			b = encodeLine(b, "D "+fid)
 		}
 	}
-	if len(b) == 0 || j.closed {
-		return
-	}
-	if err := j.write(b, false); err != nil {
-		j.log.Warn("journaling committed flowfiles", "err", err)
-	}
-	j.lines += len(fids)
+	j.appendUnsynced(b, len(fids), "journaling committed flowfiles")
 }
 
 // acked records that the broker acknowledged messages, without an fsync:
@@ -1105,13 +1096,20 @@ func (j *seqLog) acked(fids []string) {
 			b = encodeLine(b, "R "+fid)
 		}
 	}
+	j.appendUnsynced(b, len(fids), "journaling acknowledged messages")
+}
+
+// appendUnsynced appends b, when there is something to append and the
+// journal is open, without an fsync (a failure is only logged, as what):
+// the D and R lines whose loss is harmless. j.mu is held.
+func (j *seqLog) appendUnsynced(b []byte, lines int, what string) {
 	if len(b) == 0 || j.closed {
 		return
 	}
 	if err := j.write(b, false); err != nil {
-		j.log.Warn("journaling acknowledged messages", "err", err)
+		j.log.Warn(what, "err", err)
 	}
-	j.lines += len(fids)
+	j.lines += lines
 }
 
 // jump moves the counter far ahead after the broker reported a new ID as a

@@ -139,12 +139,6 @@ func pulsarTopicName(t string) (string, error) {
 	return scheme + "://" + rest, nil
 }
 
-// pulsarTransitURI is the provenance URI of a topic: the service URL and
-// the topic's full name.
-func pulsarTransitURI(serviceURL, fullTopic string) string {
-	return strings.TrimSuffix(serviceURL, "/") + "/" + fullTopic
-}
-
 // pulsarStartError reports whether an error from creating a producer or
 // consumer at start means the configuration is wrong (the flow must not
 // start) rather than the broker being unreachable for now.

@@ -256,11 +256,6 @@ func (p *Producer) Name() string { return p.p.Name() }
 // Topic is the topic the producer publishes to.
 func (p *Producer) Topic() string { return p.topic }
 
-// LastSequenceID is the sequence ID of the last message the broker
-// acknowledged to this Producer, or -1. (pulsar-client-go does not expose
-// the broker's last stored ID from producer creation.)
-func (p *Producer) LastSequenceID() int64 { return p.p.LastSequenceID() }
-
 // SendAsync queues msg and returns at once; the Pending completes when the
 // broker acknowledges the message or the send fails. ctx bounds only the
 // queueing (blocked on MaxPendingMessages); a queued message is governed by

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,7 +36,6 @@ type Broker struct {
 	failSends   int
 	dupsDropped int
 	sendErrors  int
-	connects    int
 	authFails   int
 	nameSeq     int
 	wg          sync.WaitGroup // accept loop and every connection's goroutines
@@ -245,13 +243,6 @@ func (b *Broker) SendErrors() int {
 	return b.sendErrors
 }
 
-// Connects is the number of connections that completed the handshake.
-func (b *Broker) Connects() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.connects
-}
-
 // AuthFailures is the number of CONNECTs refused for a wrong or missing token.
 func (b *Broker) AuthFailures() int {
 	b.mu.Lock()
@@ -283,18 +274,6 @@ func (b *Broker) Messages(topicName string) []Message {
 	return out
 }
 
-// Topics lists the topics the broker knows, sorted.
-func (b *Broker) Topics() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]string, 0, len(b.topics))
-	for name := range b.topics {
-		out = append(out, name)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // LastSequenceID is the highest sequence id persisted for producerName on
 // topic, or -1.
 func (b *Broker) LastSequenceID(topicName, producerName string) int64 {
@@ -304,10 +283,7 @@ func (b *Broker) LastSequenceID(topicName, producerName string) int64 {
 	if tp == nil {
 		return -1
 	}
-	if seq, ok := tp.lastSeq[producerName]; ok {
-		return seq
-	}
-	return -1
+	return tp.last(producerName)
 }
 
 // Backlog is the number of messages on the subscription not yet

@@ -208,9 +208,6 @@ func (c *conn) handshake() error {
 			return errors.New("authentication failed")
 		}
 	}
-	b.mu.Lock()
-	b.connects++
-	b.mu.Unlock()
 	c.send(command(cmdConnected, enc(nil).
 		str(1, "pulsartest").
 		int(2, version).
@@ -457,7 +454,7 @@ func (c *conn) handleSubscribe(body fields) {
 		}
 	}
 	s.typ = typ
-	cs := &consumer{id: id, name: body.str(6), c: c, sub: s}
+	cs := &consumer{id: id, c: c, sub: s}
 	s.consumers = append(s.consumers, cs)
 	c.consumers[id] = cs
 	c.success(reqID)

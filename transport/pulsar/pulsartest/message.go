@@ -35,12 +35,9 @@ type Message struct {
 
 // entryMeta is what the broker needs from an entry's MessageMetadata.
 type entryMeta struct {
-	producerName string
-	sequenceID   uint64
-	publishTime  uint64
-	numMessages  int
-	batched      bool
-	key          string // partition_key, or ordering_key when set (Key_Shared routing)
+	numMessages int
+	batched     bool
+	key         string // partition_key, or ordering_key when set (Key_Shared routing)
 }
 
 func parseEntryMeta(meta []byte) (entryMeta, error) {
@@ -49,12 +46,9 @@ func parseEntryMeta(meta []byte) (entryMeta, error) {
 		return entryMeta{}, fmt.Errorf("decoding MessageMetadata: %w", err)
 	}
 	m := entryMeta{
-		producerName: f.str(1),
-		sequenceID:   f.uint(2, 0),
-		publishTime:  f.uint(3, 0),
-		numMessages:  1,
-		batched:      f.has(11),
-		key:          f.str(6),
+		numMessages: 1,
+		batched:     f.has(11),
+		key:         f.str(6),
 	}
 	if k := f.bytes(18); len(k) > 0 {
 		m.key = string(k)

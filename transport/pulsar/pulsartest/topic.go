@@ -62,7 +62,6 @@ func (p *producer) remove() {
 
 type consumer struct {
 	id      uint64
-	name    string
 	c       *conn
 	sub     *subscription
 	permits int

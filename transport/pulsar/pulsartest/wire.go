@@ -190,14 +190,6 @@ func (f fields) msgs(n protowire.Number) []fields {
 	return out
 }
 
-func (f fields) strs(n protowire.Number) []string {
-	var out []string
-	for _, v := range f[n] {
-		out = append(out, string(v.buf))
-	}
-	return out
-}
-
 // uints returns a repeated scalar field, packed or not.
 func (f fields) uints(n protowire.Number) []uint64 {
 	var out []uint64
