@@ -83,17 +83,26 @@ func qosProp(cfg *edgeagent.ProcessorConfig) (byte, error) {
 // checkMQTTFiles reports unreadable credential and TLS files at start, so a
 // typo in a path stops the flow from starting instead of retrying forever.
 func checkMQTTFiles(o mqtt.Options) error {
-	for _, f := range []string{o.PasswordFile, o.CAFile, o.CertFile, o.KeyFile} {
+	if err := checkFiles(o.PasswordFile, o.CAFile, o.CertFile, o.KeyFile); err != nil {
+		return err
+	}
+	if o.PasswordEnv != "" {
+		if _, ok := os.LookupEnv(o.PasswordEnv); !ok {
+			return fmt.Errorf("checking password_env: environment variable %s is not set", o.PasswordEnv)
+		}
+	}
+	return nil
+}
+
+// checkFiles reports the first of files (empty: not configured) that does
+// not exist or cannot be looked up.
+func checkFiles(files ...string) error {
+	for _, f := range files {
 		if f == "" {
 			continue
 		}
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("checking %s: %w", f, err)
-		}
-	}
-	if o.PasswordEnv != "" {
-		if _, ok := os.LookupEnv(o.PasswordEnv); !ok {
-			return fmt.Errorf("checking password_env: environment variable %s is not set", o.PasswordEnv)
 		}
 	}
 	return nil

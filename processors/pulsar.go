@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"unicode"
 
@@ -86,20 +85,12 @@ func pulsarOptions(cfg *edgeagent.ProcessorConfig) (pulsar.Options, error) {
 	return o, nil
 }
 
-// checkPulsarFiles reports unreadable TLS and token files at start, so a
-// typo in a path stops the flow from starting instead of retrying forever.
-// (The token itself is read by pulsar.NewClient, which names the file or
-// variable, never the token, in its error.)
+// checkPulsarFiles reports missing TLS files at start, so a typo in a path
+// stops the flow from starting instead of retrying forever. (The token is
+// read by pulsar.NewClient, which names the file or variable, never the
+// token, in its error.)
 func checkPulsarFiles(o pulsar.Options) error {
-	for _, f := range []string{o.TLS.CAFile, o.TLS.CertFile, o.TLS.KeyFile} {
-		if f == "" {
-			continue
-		}
-		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("checking %s: %w", f, err)
-		}
-	}
-	return nil
+	return checkFiles(o.TLS.CAFile, o.TLS.CertFile, o.TLS.KeyFile)
 }
 
 // pulsarTopicName returns the full name (persistent://tenant/namespace/name)
