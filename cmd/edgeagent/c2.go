@@ -141,12 +141,12 @@ func cmdC2PushFlow(ctx context.Context, args []string, reg *edgeagent.Registry, 
 		return usageError{errors.New("name one flow file")}
 	}
 	file := f.fs.Arg(0)
-	if _, err := config.Load(file, reg); err != nil {
-		return err // the agents would refuse it too
-	}
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading flow file: %w", err)
+	}
+	if _, err := config.Parse(file, data, reg); err != nil {
+		return err // the agents would refuse it too
 	}
 	op := c2.Operation{Operation: "UPDATE", Operand: "configuration", Args: map[string]string{"flow": string(data)}}
 	if *flowID != "" {
@@ -217,19 +217,19 @@ func cmdC2Acks(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 }
 
-// startC2 starts the agent.c2 client of a running agent, when the flow has
-// an agent.c2 section, and returns a function that stops it and waits
-// (safe to call more than once). cmdRun calls it once, when the flow first
-// runs, and stops it when the drain begins, so no operation reloads a flow
-// that is draining.
-func startC2(ctx context.Context, cfgPath string, reg *edgeagent.Registry, a *engine.Agent, restart func(), stderr io.Writer) (stop func()) {
-	flow, err := config.Load(cfgPath, reg)
-	if err != nil || flow.Agent.C2 == nil {
+// startC2 starts the agent.c2 client of a running agent, when its running
+// flow has an agent.c2 section, and returns a function that stops it and
+// waits (safe to call more than once). cmdRun calls it once, when the flow
+// first runs, and stops it when the drain begins, so no operation reloads a
+// flow that is draining.
+func startC2(ctx context.Context, reg *edgeagent.Registry, a *engine.Agent, restart func(), stderr io.Writer) (stop func()) {
+	flow := a.Engine().Flow()
+	if flow.Agent.C2 == nil {
 		return func() {}
 	}
 	log := engine.NewLogger(stderr, flow.Agent.LogLevel, flow.Agent.LogFormat).With("agent", flow.Agent.ID)
 	cl, err := c2.New(c2.Options{
-		Config: flow.Agent.C2, AgentID: flow.Agent.ID, ConfigPath: cfgPath, DataDir: flow.Agent.DataDir,
+		Config: flow.Agent.C2, AgentID: flow.Agent.ID, ConfigPath: flow.File, DataDir: flow.Agent.DataDir,
 		Agent: a, Registry: reg, BuildTags: buildTags(), Logger: log, Restart: restart,
 	})
 	if err != nil {

@@ -39,7 +39,7 @@ processors:
 			OnStart: func(a *engine.Agent) {
 				go func() {
 					require.Eventually(t, func() bool { return a.Healthy() == nil }, 10*time.Second, 10*time.Millisecond)
-					stopC2 = startC2(ctx, file, reg, a, nil, io.Discard)
+					stopC2 = startC2(ctx, reg, a, nil, io.Discard)
 					close(started)
 				}()
 			},

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -297,14 +296,7 @@ func eventDetails(e provenance.Event) string {
 }
 
 func cmdVersion(reg *edgeagent.Registry, stdout io.Writer) error {
-	tags := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "-tags" {
-				tags = s.Value
-			}
-		}
-	}
+	tags := strings.Join(buildTags(), ",")
 	if tags == "" {
 		tags = "(none)"
 	}

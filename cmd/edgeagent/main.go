@@ -184,7 +184,7 @@ func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
 		OnStart: func(a *engine.Agent) { agent.Store(a) },
 		OnReady: func() {
 			notify(sdnotify.Notify(sdnotify.StateReady, "STATUS=flow running"))
-			c2Start.Do(func() { stopC2 = startC2(ctx, *cfg, reg, agent.Load(), requestRestart, stderr) })
+			c2Start.Do(func() { stopC2 = startC2(ctx, reg, agent.Load(), requestRestart, stderr) })
 			watchdog.Do(func() {
 				go func() {
 					if err := sdnotify.Run(wdCtx, healthy); err != nil && !errors.Is(err, context.Canceled) {

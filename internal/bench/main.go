@@ -12,7 +12,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"flag"
@@ -159,6 +158,17 @@ func processed(eng *engine.Engine, name string) int64 {
 	return 0
 }
 
+// publishRate waits until the processor publish of eng has taken n more
+// flowfiles and returns its flowfiles/s and the CPU seconds spent meanwhile.
+func publishRate(eng *engine.Engine, n int) (rate, cpu float64) {
+	n0, t0, cpu0 := processed(eng, "publish"), time.Now(), cpuSeconds()
+	for processed(eng, "publish")-n0 < int64(n) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	n1, el := processed(eng, "publish"), time.Since(t0).Seconds()
+	return float64(n1-n0) / el, cpuSeconds() - cpu0
+}
+
 func engineRate(dir string, d time.Duration, profile string) float64 {
 	eng, repo := startFlow(dir, `
 agent: {id: bench, data_dir: DATA/data, repository: {max_size: 4GiB}, provenance: {max_size: 256MiB}}
@@ -239,25 +249,8 @@ connections:
 		time.Sleep(50 * time.Millisecond)
 	}
 	stopFlow(eng, repo)
-	peak, anon := procStatus("VmHWM"), procStatus("RssAnon")
-	fmt.Printf("%.1f %.1f\n", peak/1024, anon/1024)
-}
-
-// procStatus reads a kB field of /proc/self/status.
-func procStatus(field string) float64 {
-	f, err := os.Open("/proc/self/status")
-	check(err)
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			check(err)
-			return kb
-		}
-	}
-	check(fmt.Errorf("no %s in /proc/self/status", field))
-	return 0
+	peak, anon := procStatusOf(os.Getpid(), "VmHWM"), procStatusOf(os.Getpid(), "RssAnon")
+	fmt.Printf("%.1f %.1f\n", float64(peak)/(1<<20), float64(anon)/(1<<20))
 }
 
 // cpuSeconds is the process's user+system CPU time.

@@ -104,12 +104,7 @@ connections:
 		check(pprof.StartCPUProfile(f))
 		defer pprof.StopCPUProfile()
 	}
-	n0, t0, cpu0 := processed(eng, "publish"), time.Now(), cpuSeconds()
-	for processed(eng, "publish")-n0 < int64(n) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	n1, el := processed(eng, "publish"), time.Since(t0).Seconds()
-	return float64(n1-n0) / el, cpuSeconds() - cpu0
+	return publishRate(eng, n)
 }
 
 func benchMQTT(base string, n int) {

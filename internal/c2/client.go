@@ -198,13 +198,6 @@ func (c *Client) run(ctx context.Context, ch channel, op Operation) {
 	}
 }
 
-// Execute runs one operation and returns its acknowledgement (for tests and
-// other channels). A restart is not performed by Execute.
-func (c *Client) Execute(ctx context.Context, op Operation) *Ack {
-	ack, _ := c.execute(ctx, op)
-	return ack
-}
-
 // flowID is the flowId the server gave the flow with that sha256, or the
 // sha256 itself.
 func (c *Client) flowID(sha string) string {

@@ -67,10 +67,9 @@ func (c *Client) authorize(req *http.Request) error {
 // httpChannel speaks the MiNiFi C2 REST protocol: POST heartbeat, POST
 // acknowledge.
 type httpChannel struct {
-	c        *Client
-	hbURL    string
-	ackURL   string
-	maxReply int64
+	c      *Client
+	hbURL  string
+	ackURL string
 }
 
 func newHTTPChannel(c *Client) (*httpChannel, error) {
@@ -78,7 +77,7 @@ func newHTTPChannel(c *Client) (*httpChannel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &httpChannel{c: c, hbURL: c.cfg.URL, ackURL: ack, maxReply: maxDownload}, nil
+	return &httpChannel{c: c, hbURL: c.cfg.URL, ackURL: ack}, nil
 }
 
 // AckURL returns ackURL, or when it is empty heartbeatURL with its last
@@ -115,7 +114,7 @@ func (h *httpChannel) post(ctx context.Context, u string, v any) ([]byte, error)
 		return nil, fmt.Errorf("posting to %s: %w", u, err)
 	}
 	defer resp.Body.Close()
-	reply, err := io.ReadAll(io.LimitReader(resp.Body, h.maxReply))
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxDownload))
 	if err != nil {
 		return nil, fmt.Errorf("reading the answer of %s: %w", u, err)
 	}

@@ -130,6 +130,15 @@ func (c *Client) execute(ctx context.Context, op Operation) (*Ack, func()) {
 	set := func(state, format string, args ...any) {
 		ack.OperationState = OperationState{State: state, Details: fmt.Sprintf(format, args...)}
 	}
+	// result acknowledges an operation that either did what detail says or
+	// failed with err.
+	result := func(detail string, err error) {
+		if err != nil {
+			set(NotApplied, "%v", err)
+		} else {
+			set(FullyApplied, "%s", detail)
+		}
+	}
 	var after func()
 	name := OperationName(op)
 	switch {
@@ -140,22 +149,12 @@ func (c *Client) execute(ctx context.Context, op Operation) (*Ack, func()) {
 	default:
 		switch name {
 		case "update_configuration":
-			detail, err := c.updateConfiguration(ctx, op)
-			if err != nil {
-				set(NotApplied, "%v", err)
-			} else {
-				set(FullyApplied, "%s", detail)
-			}
+			result(c.updateConfiguration(ctx, op))
 			if st, err := c.agent.Status(); err == nil {
 				ack.FlowInfo = &FlowInfo{FlowID: c.flowID(st.FlowSHA256)}
 			}
 		case "update_asset":
-			detail, err := c.updateAsset(ctx, op)
-			if err != nil {
-				set(NotApplied, "%v", err)
-			} else {
-				set(FullyApplied, "%s", detail)
-			}
+			result(c.updateAsset(ctx, op))
 		case "describe":
 			d, err := c.describe()
 			if err != nil {
@@ -172,19 +171,9 @@ func (c *Client) execute(ctx context.Context, op Operation) (*Ack, func()) {
 				after = c.opts.Restart
 			}
 		case "transfer_debug":
-			detail, err := c.transferDebug(ctx, op)
-			if err != nil {
-				set(NotApplied, "%v", err)
-			} else {
-				set(FullyApplied, "%s", detail)
-			}
+			result(c.transferDebug(ctx, op))
 		case "start", "stop", "clear_connection":
-			detail, err := c.control(ctx, name, op)
-			if err != nil {
-				set(NotApplied, "%v", err)
-			} else {
-				set(FullyApplied, "%s", detail)
-			}
+			result(c.control(ctx, name, op))
 		default:
 			set(NotApplied, "%v: %s", ErrNotSupported, name)
 		}
@@ -276,7 +265,7 @@ func (c *Client) updateConfiguration(ctx context.Context, op Operation) (string,
 		return "", fmt.Errorf("staging the new flow: %w", err)
 	}
 	defer os.Remove(staging) // gone after the rename, unless we failed before
-	if _, err := config.Load(staging, c.opts.Registry); err != nil {
+	if _, err := config.Parse(staging, data, c.opts.Registry); err != nil {
 		return "", fmt.Errorf("the new flow does not validate; the running flow is kept:\n%w", err)
 	}
 	prev, err := os.ReadFile(path)
