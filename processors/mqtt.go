@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -80,42 +79,11 @@ func qosProp(cfg *edgeagent.ProcessorConfig) (byte, error) {
 	return byte(q), nil
 }
 
-// checkMQTTFiles reports unreadable credential and TLS files at start, so a
-// typo in a path stops the flow from starting instead of retrying forever.
-func checkMQTTFiles(o mqtt.Options) error {
-	if err := checkFiles(o.PasswordFile, o.CAFile, o.CertFile, o.KeyFile); err != nil {
-		return err
-	}
-	if o.PasswordEnv != "" {
-		if _, ok := os.LookupEnv(o.PasswordEnv); !ok {
-			return fmt.Errorf("checking password_env: environment variable %s is not set", o.PasswordEnv)
-		}
-	}
-	return nil
-}
-
-// checkFiles reports the first of files (empty: not configured) that does
-// not exist or cannot be looked up.
-func checkFiles(files ...string) error {
-	for _, f := range files {
-		if f == "" {
-			continue
-		}
-		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("checking %s: %w", f, err)
-		}
-	}
-	return nil
-}
-
-// connectMQTT checks the credential files and makes the first connection.
-// Bad options stop the flow from starting; an unreachable broker does not
-// (the network may be down at boot): the client keeps retrying in the
-// background and flowfiles or messages wait.
+// connectMQTT makes the first connection. Bad options, and password or TLS
+// files that are missing or cannot be used, stop the flow from starting; an
+// unreachable broker does not (the network may be down at boot): the client
+// keeps retrying in the background and flowfiles or messages wait.
 func connectMQTT(ctx context.Context, pc edgeagent.ProcessContext, o mqtt.Options, connect func(context.Context) error) error {
-	if err := checkMQTTFiles(o); err != nil {
-		return err
-	}
 	if err := connect(ctx); err != nil {
 		if errors.Is(err, mqtt.ErrInvalidOptions) || errors.Is(err, mqtt.ErrInvalidTopic) {
 			return err

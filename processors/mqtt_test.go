@@ -197,3 +197,47 @@ func TestMQTTProcessorsOverMutualTLSAndPasswords(t *testing.T) {
 		require.False(t, strings.Contains(fmt.Sprint(r2.Harness().Processor()), s), "no secret in the processor's printed form")
 	}
 }
+
+// Credential files that exist but cannot be used stop the processor from
+// starting, with the file named; they are not taken for an unreachable
+// broker (which would leave the flow running, never connecting).
+func TestMQTTProcessorsRefuseUnusableCredentialFiles(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.WithMutualTLS(), mqtttest.WithPassword("edge", "s3cret-pw"))
+	client := b.CA().IssueClientCert(t, "edge-client")
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	good := map[string]string{
+		"broker": b.URL(), "username": "edge", "password_file": write("pw", "s3cret-pw\n"),
+		"tls_ca_file": b.CA().CertFile, "tls_cert_file": client.CertFile, "tls_key_file": client.KeyFile,
+	}
+	for _, tc := range []struct {
+		name, key, value, want string
+	}{
+		{"CA file without a certificate", "tls_ca_file", write("ca.pem", "not a certificate\n"), "no PEM certificate found"},
+		{"key that is not the certificate's", "tls_key_file", write("key.pem", "junk"), "loading client certificate"},
+		{"empty password file", "password_file", write("empty", "\n"), "the file is empty"},
+	} {
+		for _, spec := range []edgeagent.ProcessorSpec{processors.PublishMQTTSpec(), processors.ConsumeMQTTSpec()} {
+			t.Run(spec.Type+"/"+tc.name, func(t *testing.T) {
+				props := map[string]string{}
+				for k, v := range good {
+					props[k] = v
+				}
+				if spec.Type == "ConsumeMQTT" {
+					props["topics"] = "secure/#"
+				} else {
+					props["topic"] = "secure"
+				}
+				props[tc.key] = tc.value
+				err := enginetest.NewRunner(t, spec, props).Trigger()
+				require.ErrorIs(t, err, mqtt.ErrInvalidOptions)
+				require.ErrorContains(t, err, tc.want)
+				require.NotContains(t, err.Error(), "s3cret-pw")
+			})
+		}
+	}
+}

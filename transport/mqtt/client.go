@@ -88,13 +88,15 @@ func newConn(opts Options, configure func(*paho.ClientOptions)) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A password or TLS file that cannot be used is a configuration error
+	// like a bad option: no retry can mend it.
 	password, err := o.ResolvePassword()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	tlsCfg, err := o.tlsConfig(u)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
 	c := &conn{
 		opts:    o,
