@@ -85,13 +85,11 @@ func pulsarOptions(cfg *edgeagent.ProcessorConfig) (pulsar.Options, error) {
 	return o, nil
 }
 
-// checkPulsarFiles reports missing TLS files at start, so a typo in a path
-// stops the flow from starting instead of retrying forever. (The token is
-// read by pulsar.NewClient, which names the file or variable, never the
-// token, in its error.)
-func checkPulsarFiles(o pulsar.Options) error {
-	return checkFiles(o.TLS.CAFile, o.TLS.CertFile, o.TLS.KeyFile)
-}
+// checkPulsarFiles reports missing or unusable TLS files at start, before
+// any state is opened, so a typo in a path stops the flow from starting
+// instead of retrying forever. (The token is read by pulsar.NewClient,
+// which names the file or variable, never the token, in its error.)
+func checkPulsarFiles(o pulsar.Options) error { return o.TLS.Check() }
 
 // pulsarTopicName returns the full name (persistent://tenant/namespace/name)
 // of a topic given as "name", "tenant/namespace/name" or a full name, the

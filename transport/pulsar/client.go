@@ -69,12 +69,15 @@ type Stats struct {
 	AckErrors  uint64
 }
 
-// NewClient validates opts and creates the client. It reads the token once
-// to fail early on a missing one, but opens no connection: connections open
-// when the first producer or consumer is made. The client's background
-// goroutines stop in Close.
+// NewClient validates opts and creates the client. It reads the TLS files
+// and the token once to fail early on an unusable one, but opens no
+// connection: connections open when the first producer or consumer is
+// made. The client's background goroutines stop in Close.
 func NewClient(opts Options) (*Client, error) {
 	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.TLS.Check(); err != nil {
 		return nil, err
 	}
 	if opts.OperationTimeout == 0 {

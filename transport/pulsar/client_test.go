@@ -102,6 +102,33 @@ func TestTLS(t *testing.T) {
 	})
 }
 
+// TLS files that exist but cannot be used fail NewClient, naming the file,
+// instead of failing every connection attempt later.
+func TestNewClientRefusesUnusableTLSFiles(t *testing.T) {
+	files := pulsartest.NewTLSFiles(t)
+	junk := filepath.Join(t.TempDir(), "junk.pem")
+	require.NoError(t, os.WriteFile(junk, []byte("not PEM\n"), 0o600))
+	for _, tc := range []struct {
+		name string
+		tls  pulsar.TLSOptions
+		want string
+	}{
+		{"missing CA file", pulsar.TLSOptions{CAFile: junk + ".gone"}, "no such file"},
+		{"CA file without a certificate", pulsar.TLSOptions{CAFile: junk}, "no PEM certificate found"},
+		{"key that is not the certificate's", pulsar.TLSOptions{CAFile: files.CAFile, CertFile: files.ClientCertFile, KeyFile: junk}, "loading TLS client certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := pulsar.NewClient(pulsar.Options{ServiceURL: "pulsar+ssl://127.0.0.1:1", TLS: tc.tls})
+			require.ErrorIs(t, err, pulsar.ErrInvalidOptions)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	c, err := pulsar.NewClient(pulsar.Options{ServiceURL: "pulsar+ssl://127.0.0.1:1",
+		TLS: pulsar.TLSOptions{CAFile: files.CAFile, CertFile: files.ClientCertFile, KeyFile: files.ClientKeyFile}})
+	require.NoError(t, err, "usable files")
+	c.Close()
+}
+
 func TestMutualTLS(t *testing.T) {
 	b := pulsartest.Start(t, pulsartest.WithMutualTLS())
 	files := b.TLSFiles()

@@ -1,6 +1,8 @@
 package pulsar
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +59,28 @@ type TLSOptions struct {
 	// ValidateHostname checks the broker's certificate against the host
 	// name of the address the client connects to.
 	ValidateHostname bool
+}
+
+// Check reads the CA file and the client key pair, so that a file that
+// cannot be used is reported at start (wrapping ErrInvalidOptions, naming
+// the file, never its content) instead of failing every connection
+// attempt. Unset files are skipped.
+func (t TLSOptions) Check() error {
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return fmt.Errorf("%w: reading TLS CA file: %w", ErrInvalidOptions, err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return fmt.Errorf("%w: reading TLS CA file %s: no PEM certificate found", ErrInvalidOptions, t.CAFile)
+		}
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			return fmt.Errorf("%w: loading TLS client certificate %s and key %s: %w", ErrInvalidOptions, t.CertFile, t.KeyFile, err)
+		}
+	}
+	return nil
 }
 
 func (t TLSOptions) isSet() bool {
