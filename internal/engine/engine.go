@@ -61,7 +61,7 @@ func New(flow *config.Flow, repo *buffer.Repo, log *slog.Logger) (*Engine, error
 	for _, p := range flow.Processors {
 		cfg, err := flow.ProcessorConfig(p, env, log) // adds processor and type to the logger
 		if err != nil {
-			return nil, fmt.Errorf("configuring processor %s: %w", p.Name, err)
+			return nil, err // names the processor and the property
 		}
 		plog := cfg.Logger
 		if p.Spec.New == nil {
