@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,17 +41,6 @@ const (
 	DefaultReceiverQueueSize   = 10
 	DefaultNackRedeliveryDelay = time.Second
 	DefaultPatternDiscovery    = time.Minute
-)
-
-// Attribute names set by Received.Attributes.
-const (
-	AttrTopic           = "pulsar.topic"
-	AttrKey             = "pulsar.key"
-	AttrMessageID       = "pulsar.message.id"
-	AttrPublishTime     = "pulsar.publish.time"
-	AttrEventTime       = "pulsar.event.time"
-	AttrProducerName    = "pulsar.producer.name"
-	AttrRedeliveryCount = "pulsar.redelivery.count"
 )
 
 // ConsumerOptions configures a Consumer.
@@ -268,35 +256,6 @@ func (r *Received) ProducerName() string { return r.m.ProducerName() }
 
 // RedeliveryCount is how many times the message was delivered before.
 func (r *Received) RedeliveryCount() uint32 { return r.m.RedeliveryCount() }
-
-// Attributes returns the message's properties plus pulsar.topic, pulsar.key,
-// pulsar.message.id, pulsar.publish.time (RFC 3339, UTC),
-// pulsar.event.time (when set), pulsar.producer.name and
-// pulsar.redelivery.count, as flowfile attributes. A property never
-// overrides a pulsar.* attribute.
-func (r *Received) Attributes() map[string]string {
-	props := r.m.Properties()
-	a := make(map[string]string, len(props)+7)
-	for k, v := range props {
-		a[k] = v
-	}
-	a[AttrTopic] = r.m.Topic()
-	if k := r.m.Key(); k != "" {
-		a[AttrKey] = k
-	} else {
-		delete(a, AttrKey)
-	}
-	a[AttrMessageID] = r.m.ID().String()
-	a[AttrPublishTime] = r.m.PublishTime().UTC().Format(time.RFC3339Nano)
-	if t := r.m.EventTime(); !t.IsZero() {
-		a[AttrEventTime] = t.UTC().Format(time.RFC3339Nano)
-	} else {
-		delete(a, AttrEventTime)
-	}
-	a[AttrProducerName] = r.m.ProducerName()
-	a[AttrRedeliveryCount] = strconv.FormatUint(uint64(r.m.RedeliveryCount()), 10)
-	return a
-}
 
 // Ack acknowledges the message: the subscription will not deliver it again.
 func (r *Received) Ack() error {
