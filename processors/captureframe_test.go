@@ -148,9 +148,14 @@ func TestCaptureFrameEncodingsAndResize(t *testing.T) {
 		r := enginetest.NewRunner(t, processors.CaptureFrameSpec(), map[string]string{
 			"source": video, "encoding": "png", "width": "100", "height": "100",
 		})
-		r.Run(1)
-		outs := r.Output("success")
-		require.NotEmpty(t, outs)
+		// One run waits at most frameWait (250 ms) for the grabber's first
+		// frame: run until it came, as the raw case does.
+		var outs []enginetest.Output
+		for deadline := time.Now().Add(20 * time.Second); len(outs) == 0; {
+			require.True(t, time.Now().Before(deadline), "no frame within 20s")
+			r.Run(1)
+			outs = append(outs, r.Output("success")...)
+		}
 		require.Equal(t, "image/png", outs[0].FlowFile.Attr(edgeagent.AttrMimeType))
 		w, h := camDecode(t, outs[0].Content)
 		require.Equal(t, [2]int{100, 100}, [2]int{w, h})

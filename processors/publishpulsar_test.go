@@ -254,9 +254,13 @@ func TestPublishPulsarCrashBeforeCommitReusesSequenceIDs(t *testing.T) {
 			log := slog.New(slog.DiscardHandler)
 			h1 := pulsarHarness(t, r, props, log)
 			if !tc.receiptsRead {
-				// The run stops waiting (operation_timeout) before the
+				// The run stops waiting (operation_timeout, 1s) before the
 				// first receipt; the process dies after the broker stored.
-				b.DelaySends(1500 * time.Millisecond)
+				// The delay leaves the run 2s to return after its timeout
+				// (a loaded machine): a run that returned after the first
+				// receipt would have read it, and later SENDs read before
+				// DelaySends(0) would wait too.
+				b.DelaySends(3 * time.Second)
 			}
 			s := h1.Session()
 			require.NoError(t, h1.Processor().OnTrigger(context.Background(), h1.Context(), s))

@@ -93,6 +93,38 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// startAgentOnFreePort starts an agent whose HTTP API listens on a free
+// port: flowFor writes the flow for that address (it may pick more ports)
+// and returns its file. It returns once the API answers for agent id. A
+// port from freePort is free only until the child binds it, and a test in
+// another package can take it meanwhile: the agent then exits at start,
+// and this tries again with new ports.
+func startAgentOnFreePort(t *testing.T, id string, flowFor func(addr string) string) (p *agentProc, addr, flow string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		addr = freePort(t)
+		flow = flowFor(addr)
+		p = startAgent(t, "run", "--config", flow)
+		exited := func() bool {
+			select {
+			case <-p.done:
+				return true
+			default:
+				return false
+			}
+		}
+		require.Eventually(t, func() bool {
+			var st engine.Status
+			return exited() || getJSON(t, "http://"+addr+"/api/status", &st) == nil && st.AgentID == id
+		}, 30*time.Second, 20*time.Millisecond, "agent %s did not serve its API on %s", id, addr)
+		if !exited() {
+			return p, addr, flow
+		}
+		require.Contains(t, p.out.String(), "address already in use", "the agent exited at start")
+		require.Less(t, attempt, 5, "no free port")
+	}
+}
+
 func writeFlow(t *testing.T, dir, name, flow string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
@@ -208,7 +240,6 @@ func getJSON(t *testing.T, url string, v any) error {
 // queued flowfiles stay in the repository.
 func TestSignalsDrainAndReload(t *testing.T) {
 	dir := t.TempDir()
-	addr := freePort(t)
 	flowV1 := `
 agent: {id: sig, data_dir: DIR/data, http: ADDR}
 processors:
@@ -224,8 +255,9 @@ processors:
 connections:
   - {name: backlog, from: gen, relationship: success, to: hold, max_count: 40}
 `
-	flow := writeFlow(t, dir, "flow.yaml", strings.ReplaceAll(flowV1, "ADDR", addr))
-	p := startAgent(t, "run", "--config", flow)
+	p, addr, flow := startAgentOnFreePort(t, "sig", func(addr string) string {
+		return writeFlow(t, dir, "flow.yaml", strings.ReplaceAll(flowV1, "ADDR", addr))
+	})
 	var st engine.Status
 	require.Eventually(t, func() bool {
 		return getJSON(t, "http://"+addr+"/api/status", &st) == nil && len(st.Queues) == 1 && st.Queues[0].Count >= 20
@@ -373,7 +405,6 @@ func TestSystemdNotifyAndMetrics(t *testing.T) {
 		}
 	}
 
-	addr := freePort(t)
 	flow := `
 agent: {id: notify, data_dir: DIR/data, http: ADDR}
 processors:
@@ -383,8 +414,9 @@ processors:
     properties: {file_size: 10B}
     auto_terminate: [success]
 `
-	path := writeFlow(t, dir, "flow.yaml", strings.ReplaceAll(flow, "ADDR", addr))
-	p := startAgent(t, "run", "--config", path)
+	p, addr, _ := startAgentOnFreePort(t, "notify", func(addr string) string {
+		return writeFlow(t, dir, "flow.yaml", strings.ReplaceAll(flow, "ADDR", addr))
+	})
 	require.Equal(t, "READY=1\nSTATUS=flow running", next())
 
 	// Metrics while the flow runs.

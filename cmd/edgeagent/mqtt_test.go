@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -224,11 +223,14 @@ func TestEmbeddedBrokerTakesFullSpeedQoS1(t *testing.T) {
 		t.Skip("long")
 	}
 	dir := t.TempDir()
-	brokerAddr := freePort(t)
-	flow := writeFlow(t, dir, "flow.yaml", strings.ReplaceAll(`
+	var brokerAddr string
+	p, _, _ := startAgentOnFreePort(t, "site", func(addr string) string {
+		brokerAddr = freePort(t)
+		return writeFlow(t, dir, "flow.yaml", strings.NewReplacer("BROKER", brokerAddr, "HTTP", addr).Replace(`
 agent:
   id: site
   data_dir: DIR/data
+  http: HTTP
   log: {level: warn}
   mqtt_broker: {listen: "BROKER"}
 processors:
@@ -246,16 +248,19 @@ processors:
 connections:
   - {from: consume, relationship: success, to: merge}
   - {from: merge, relationship: merged, to: put}
-`, "BROKER", brokerAddr))
-	p := startAgent(t, "run", "--config", flow)
+`))
+	})
+	// The broker listens before the flow starts: probe until ConsumeMQTT's
+	// subscription exists (a message published before it would be lost).
+	probe := mqtt.NewPublisher(mqtt.Options{Broker: "tcp://" + brokerAddr, ClientID: "probe"})
+	pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, probe.Connect(pctx))
 	require.Eventually(t, func() bool {
-		c, err := net.Dial("tcp", brokerAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil && countFiles(t, filepath.Join(dir, "data")) > 0
-	}, 20*time.Second, 50*time.Millisecond)
-	time.Sleep(time.Second) // let ConsumeMQTT subscribe
+		_ = probe.Publish(pctx, "devices/probe", 1, false, []byte("probe")).Wait(pctx)
+		return countFiles(t, filepath.Join(dir, "out")) > 0
+	}, 30*time.Second, 200*time.Millisecond)
+	require.NoError(t, probe.Close(pctx))
 	var sent atomic.Int64
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(10 * time.Second)
@@ -288,7 +293,11 @@ connections:
 	t.Logf("devices published %d QoS 1 messages in 10 s (%.0f/s)", total, float64(total)/10)
 	seen := map[string]bool{}
 	require.Eventually(t, func() bool {
-		outputLines(filepath.Join(dir, "out"), func(line string) { seen[line] = true })
+		outputLines(filepath.Join(dir, "out"), func(line string) {
+			if line != "probe" {
+				seen[line] = true
+			}
+		})
 		return len(seen) >= total
 	}, 2*time.Minute, 250*time.Millisecond, "every acknowledged message reaches the flow")
 	require.Equal(t, total, len(seen))

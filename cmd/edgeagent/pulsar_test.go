@@ -66,8 +66,9 @@ func TestPulsarPublishSurvivesBrokerRestartsAndAgentCrash(t *testing.T) {
 		name := fmt.Sprintf("f%05d.dat", i)
 		require.NoError(t, os.WriteFile(filepath.Join(in, name), []byte(name+strings.Repeat(".", 100)), 0o600))
 	}
-	addr := freePort(t)
-	flow := writeFlow(t, dir, "flow.yaml", strings.NewReplacer("URL", b.URL(), "ADDR", addr).Replace(`
+	stored := func() int { return len(b.Messages("crash")) }
+	p, addr, flow := startAgentOnFreePort(t, "pulsar-crash", func(addr string) string {
+		return writeFlow(t, dir, "flow.yaml", strings.NewReplacer("URL", b.URL(), "ADDR", addr).Replace(`
 agent: {id: pulsar-crash, data_dir: DIR/data, http: ADDR, log: {level: info}}
 processors:
   - name: get
@@ -86,8 +87,7 @@ connections:
   - {from: get, relationship: success, to: publish, max_count: 2000}
   - {from: publish, relationship: failure, to: failed}
 `))
-	stored := func() int { return len(b.Messages("crash")) }
-	p := startAgent(t, "run", "--config", flow)
+	})
 	for i, at := range []int{n / 5, 2 * n / 5} {
 		require.Eventually(t, func() bool { return stored() >= at }, 60*time.Second, 5*time.Millisecond)
 		b.Restart()
@@ -189,8 +189,8 @@ func TestPulsarConsumeSurvivesAgentCrash(t *testing.T) {
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
-	addr := freePort(t)
-	flow := writeFlow(t, dir, "flow.yaml", strings.NewReplacer("URL", b.URL(), "ADDR", addr).Replace(`
+	p, addr, flow := startAgentOnFreePort(t, "pulsar-consume", func(addr string) string {
+		return writeFlow(t, dir, "flow.yaml", strings.NewReplacer("URL", b.URL(), "ADDR", addr).Replace(`
 agent: {id: pulsar-consume, data_dir: DIR/data, http: ADDR, log: {level: warn}}
 processors:
   - name: consume
@@ -205,7 +205,7 @@ connections:
   - {from: consume, relationship: success, to: put, max_count: 5000}
   - {from: put, relationship: failure, to: put}
 `))
-	p := startAgent(t, "run", "--config", flow)
+	})
 	// Kill it while it consumes: a third of the messages acknowledged.
 	require.Eventually(t, func() bool { n := b.Backlog("in", "edge"); return n >= 0 && n <= 2*m/3 }, 60*time.Second, time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))

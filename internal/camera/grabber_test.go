@@ -261,9 +261,12 @@ func TestGrabberLiveSkipsUnderBackpressureWithoutEncoding(t *testing.T) {
 func TestGrabberLiveFPSCap(t *testing.T) {
 	src := &fakeSource{pace: time.Millisecond}
 	g := camera.NewGrabber(camera.GrabberConfig{Open: src.open, Live: true, FPS: 50})
+	// start is taken before the grabber starts: Captured counts every frame
+	// since then, and the bounds below hold only for frames grabbed after
+	// start.
+	start := time.Now()
 	stop := run(t, g)
 	var frames []*camera.Frame
-	start := time.Now()
 	for time.Since(start) < 500*time.Millisecond {
 		fs, err := g.Slot().Take(context.Background(), 1, 100*time.Millisecond)
 		require.NoError(t, err)

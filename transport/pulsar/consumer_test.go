@@ -153,36 +153,48 @@ func TestKeySharedAndFailover(t *testing.T) {
 		}
 		waitAll(t, ctx, pending)
 		owner := map[string]int{}
-		var mu sync.Mutex
-		var wg sync.WaitGroup
+		var (
+			mu       sync.Mutex
+			wg       sync.WaitGroup
+			received int
+		)
+		// Both consumers receive until the 40 messages arrived (or ctx
+		// ends): an idle timeout would stop one whose next message is
+		// merely slow to come on a loaded machine.
+		all, allIn := context.WithCancel(ctx)
+		defer allIn()
 		for idx, cs := range []*pulsar.Consumer{c1, c2} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for {
-					rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-					m, err := cs.Receive(rctx)
-					cancel()
+					m, err := cs.Receive(all)
 					if err != nil {
 						return
 					}
+					_ = m.Ack()
 					mu.Lock()
 					if prev, ok := owner[m.Key()]; ok && prev != idx {
 						owner[m.Key()] = -1 // a key seen by both consumers
 					} else {
 						owner[m.Key()] = idx
 					}
+					received++
+					if received == len(pending) {
+						allIn()
+					}
 					mu.Unlock()
-					_ = m.Ack()
 				}
 			}()
 		}
 		wg.Wait()
+		require.Equal(t, len(pending), received, "every message was received")
 		require.Len(t, owner, 4)
 		for k, o := range owner {
 			require.NotEqual(t, -1, o, "key %s went to both consumers", k)
 		}
-		require.Equal(t, 0, b.Backlog("ks", "ks"))
+		// Acknowledgements are grouped by the client and sent a moment later.
+		require.Eventually(t, func() bool { return b.Backlog("ks", "ks") == 0 }, 5*time.Second, 10*time.Millisecond)
 	})
 
 	t.Run("failover", func(t *testing.T) {

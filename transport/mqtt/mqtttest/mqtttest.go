@@ -92,7 +92,6 @@ func Start(t testing.TB, opts ...Option) *Broker {
 		o(&cfg)
 	}
 	b := &Broker{t: t, bin: findMosquitto(t), dir: t.TempDir(), out: &syncBuffer{}}
-	b.port = freePort(t)
 	b.scheme = "tcp"
 	switch {
 	case cfg.websockets && cfg.tls:
@@ -102,15 +101,26 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	case cfg.tls:
 		b.scheme = "ssl"
 	}
-	b.conf = b.writeConfig(cfg)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("mosquitto output (%s):\n%s", b.Addr(), b.Output())
 		}
 	})
 	t.Cleanup(b.Stop)
-	b.start()
-	return b
+	// freePort's port is free only until mosquitto binds it: another test
+	// (another package's, in parallel) can take it in between. mosquitto
+	// then exits at once with "Address already in use"; try other ports.
+	for attempt := 1; ; attempt++ {
+		b.port = freePort(t)
+		b.conf = b.writeConfig(cfg)
+		exited, out := b.tryStart()
+		if !exited {
+			return b
+		}
+		if attempt == 5 || !strings.Contains(out, "Address already in use") {
+			t.Fatalf("mosquitto exited at start:\n%s", b.Output())
+		}
+	}
 }
 
 // URL is the broker URL: tcp://, ssl://, ws:// or wss://127.0.0.1:PORT.
@@ -159,6 +169,19 @@ func (b *Broker) Restart() {
 
 func (b *Broker) start() {
 	b.t.Helper()
+	if exited, _ := b.tryStart(); exited {
+		b.t.Fatalf("mosquitto exited at start:\n%s", b.Output())
+	}
+}
+
+// tryStart starts mosquitto and waits until it says it runs (its listeners
+// are open: a connection to the port then reaches this mosquitto, not a
+// process that took the port first) and accepts connections. It reports
+// whether mosquitto exited instead, and what it logged.
+func (b *Broker) tryStart() (exited bool, out string) {
+	b.t.Helper()
+	from := len(b.Output())
+	logged := func() string { return b.Output()[from:] }
 	b.mu.Lock()
 	cmd := exec.Command(b.bin, "-c", b.conf)
 	cmd.Stdout, cmd.Stderr = b.out, b.out
@@ -174,7 +197,7 @@ func (b *Broker) start() {
 	b.cmd, b.done = cmd, done
 	b.mu.Unlock()
 
-	exited := func() bool {
+	hasExited := func() bool {
 		select {
 		case <-done:
 			return true
@@ -183,8 +206,11 @@ func (b *Broker) start() {
 		}
 	}
 	require.Eventually(b.t, func() bool {
-		if exited() {
+		if hasExited() {
 			return true
+		}
+		if !strings.Contains(logged(), " running\n") {
+			return false
 		}
 		c, err := net.DialTimeout("tcp", b.Addr(), 100*time.Millisecond)
 		if err != nil {
@@ -193,9 +219,13 @@ func (b *Broker) start() {
 		_ = c.Close()
 		return true
 	}, 10*time.Second, 10*time.Millisecond, "mosquitto did not accept connections on %s:\n%s", b.Addr(), b.Output())
-	if exited() {
-		b.t.Fatalf("mosquitto exited at start:\n%s", b.Output())
+	if !hasExited() {
+		return false, logged()
 	}
+	b.mu.Lock()
+	b.cmd = nil // nothing left to stop
+	b.mu.Unlock()
+	return true, logged()
 }
 
 func (b *Broker) signal(sig syscall.Signal, grace time.Duration) {
@@ -234,7 +264,7 @@ func (b *Broker) writeConfig(cfg config) string {
 	line("persistence true")
 	line("persistence_location %s", persist)
 	line("max_queued_messages %d", MaxQueuedMessages)
-	line("log_dest stdout")
+	line("log_dest stderr") // unbuffered: tryStart waits for "running"
 	line("log_type error")
 	line("log_type warning")
 	line("log_type notice")
