@@ -87,13 +87,14 @@ func ResizeImage(img *Image, w, h int) *Image {
 	return backendResize(img, w, h)
 }
 
-// resizeInto resizes img to dst's size, into dst.Pix.
-func resizeInto(img, dst *Image) {
+// resizeInto resizes img to dst's size, into dst, and returns dst; an img
+// already of that size is returned as is, with nothing copied.
+func resizeInto(img, dst *Image) *Image {
 	if img.Width == dst.Width && img.Height == dst.Height {
-		copy(dst.Pix, img.Pix)
-		return
+		return img
 	}
 	backendResizeInto(img, dst)
+	return dst
 }
 
 // EncodeJPEG encodes img as a JPEG file of the given quality (1-100).

@@ -69,8 +69,8 @@ func backendResize(img *Image, w, h int) *Image {
 
 // backendResizeInto resizes straight from img.Pix into dst.Pix: both Mats
 // wrap the Go buffers (pinned for the calls), so nothing is copied. OpenCV
-// writes into a destination Mat of the right size and type in place; if it
-// ever reallocated, the result is copied back.
+// writes into a destination Mat of the right size and type in place; should
+// it ever reallocate, the pure Go resize fills dst instead.
 func backendResizeInto(img, dst *Image) {
 	if pureGo || len(img.Pix) == 0 || len(dst.Pix) == 0 {
 		resizeGoInto(img, dst)
@@ -94,10 +94,6 @@ func backendResizeInto(img, dst *Image) {
 	defer out.Close()
 	gocv.Resize(src, &out, image.Pt(dst.Width, dst.Height), 0, 0, gocv.InterpolationLinear)
 	if p, err := out.DataPtrUint8(); err != nil || len(p) != len(dst.Pix) || &p[0] != &dst.Pix[0] {
-		if b, err := fromMat(out); err == nil && len(b.Pix) == len(dst.Pix) {
-			copy(dst.Pix, b.Pix)
-			return
-		}
 		resizeGoInto(img, dst)
 	}
 }

@@ -78,18 +78,17 @@ func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(v, hi)) }
 // Fit resizes or letterboxes img to the input size and returns the
 // transform back to img.
 func (p Preprocess) Fit(img *Image) (*Image, Transform) {
-	out := NewImage(p.Width, p.Height)
-	return out, p.fitInto(img, out)
+	return p.fitInto(img, NewImage(p.Width, p.Height))
 }
 
-// fitInto is Fit into out, an image of the input size.
-func (p Preprocess) fitInto(img, out *Image) Transform {
+// fitInto is Fit into out, an image of the input size; an img already of
+// the input size is returned as is.
+func (p Preprocess) fitInto(img, out *Image) (*Image, Transform) {
 	t := Transform{SrcWidth: img.Width, SrcHeight: img.Height}
 	if p.Mode != ResizeLetterbox {
 		t.ScaleX = float64(p.Width) / float64(img.Width)
 		t.ScaleY = float64(p.Height) / float64(img.Height)
-		resizeInto(img, out)
-		return t
+		return resizeInto(img, out), t
 	}
 	s := math.Min(float64(p.Width)/float64(img.Width), float64(p.Height)/float64(img.Height))
 	nw := max(1, min(p.Width, int(math.Round(float64(img.Width)*s))))
@@ -98,8 +97,7 @@ func (p Preprocess) fitInto(img, out *Image) Transform {
 	px, py := (p.Width-nw)/2, (p.Height-nh)/2
 	t.PadX, t.PadY = float64(px), float64(py)
 	if nw == p.Width && nh == p.Height {
-		resizeInto(img, out)
-		return t
+		return resizeInto(img, out), t
 	}
 	small := img
 	if nw != img.Width || nh != img.Height {
@@ -113,7 +111,7 @@ func (p Preprocess) fitInto(img, out *Image) Transform {
 	for y := range nh {
 		copy(out.Pix[((y+py)*p.Width+px)*3:], small.Pix[y*nw*3:(y+1)*nw*3])
 	}
-	return t
+	return out, t
 }
 
 // WriteNCHW writes img (already Width x Height) into dst, 3*Width*Height
@@ -172,8 +170,9 @@ func (p Preprocess) writeTensor(data []float32, imgs []*Image) ([]Transform, err
 	fit := &Image{Width: p.Width, Height: p.Height, Pix: getBytes(per)}
 	defer putBytes(fit.Pix)
 	for i, img := range imgs {
-		ts[i] = p.fitInto(img, fit)
-		if err := p.WriteNCHW(data[i*per:(i+1)*per], fit); err != nil {
+		var in *Image
+		in, ts[i] = p.fitInto(img, fit)
+		if err := p.WriteNCHW(data[i*per:(i+1)*per], in); err != nil {
 			return nil, err
 		}
 	}
