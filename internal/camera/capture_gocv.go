@@ -38,9 +38,6 @@ type cvRaw struct {
 	scratch gocv.Mat
 }
 
-// Encode implements Raw.
-func (r *cvRaw) Encode(f *Frame) error { return Encode(r.frame, r.pool.opts, &r.scratch, f) }
-
 // Release implements Raw.
 func (r *cvRaw) Release() { r.pool.put(r) }
 
@@ -128,7 +125,6 @@ func Open(src Source, o OpenOptions) (Capture, error) {
 		return nil, fmt.Errorf("opening %s: %w", src, err)
 	}
 	c.pool = &rawPool{opts: o}
-	c.cur = c.pool.get()
 	return c, nil
 }
 
@@ -250,22 +246,15 @@ func (c *cvCapture) Detach() (Raw, error) {
 	return r, nil
 }
 
-// Encode converts src to 8-bit BGR, resizes it to o's size (TargetSize) and
-// encodes it as o says (Encoding, JPEGQuality; zero values: JPEG at 90)
-// into f: f.Data is replaced, its array reused when large enough, and
-// Width, Height and Channels are set. scratch holds the converted and
-// resized frame (nil: a temporary Mat); one goroutine may reuse it from
-// call to call. Encode may be called from any goroutine.
-func Encode(src gocv.Mat, o OpenOptions, scratch *gocv.Mat, f *Frame) error {
+// Encode implements Raw: it converts the frame to 8-bit BGR, resizes it to
+// the capture's size (TargetSize) and encodes it as the capture's options
+// say (Encoding, JPEGQuality) into f. The converted and resized frame goes
+// to r.scratch.
+func (r *cvRaw) Encode(f *Frame) error {
+	src, scratch, o := r.frame, &r.scratch, r.pool.opts
 	if src.Empty() {
 		return errors.New("no current frame")
 	}
-	if scratch == nil {
-		m := gocv.NewMat()
-		defer m.Close()
-		scratch = &m
-	}
-	o = o.withDefaults()
 	switch src.Channels() {
 	case 3:
 	case 1:

@@ -11,9 +11,9 @@
 // frames from (for live sources, a single "latest frame" slot). Decoding
 // the next frame thus overlaps encoding the previous ones, and the frames'
 // buffers are reused once their session committed. The OpenCV half (build
-// tag gocv, cgo) opens the sources and decodes frames with gocv.io/x/gocv
-// (Open), resizes and encodes them (Encode), and has the bare OpenCV loop
-// the CaptureFrame benchmark compares with (BareEncodeLoop; the benchmark
+// tag gocv, cgo) opens the sources, decodes frames and resizes and encodes
+// them with gocv.io/x/gocv (Open), and has the bare OpenCV loop the
+// CaptureFrame benchmark compares with (BareEncodeLoop; the benchmark
 // itself is package camerabench).
 //
 // Live sources (cameras, streams, pipelines) never wait for the flow: a frame

@@ -180,9 +180,11 @@ func (s *Slot) Take(ctx context.Context, limit int, maxWait time.Duration) ([]*F
 // several frames of a source that is read ahead (a lossless slot).
 func (s *Slot) TakeBatch(ctx context.Context, want, limit int, maxWait, linger time.Duration) ([]*Frame, error) {
 	var (
-		timeout, lingered <-chan time.Time
-		flush             bool // take what is waiting
+		wake      <-chan time.Time // maxWait ends, or the linger once a frame waits
+		lingering bool
+		flush     bool // take what is waiting
 	)
+	deadline := time.Now().Add(maxWait)
 	limit = max(1, limit)
 	want = min(max(1, want), limit)
 	for {
@@ -215,29 +217,20 @@ func (s *Slot) TakeBatch(ctx context.Context, want, limit int, maxWait, linger t
 		if flush {
 			return nil, nil // a frame taken by another caller meanwhile
 		}
-		if timeout == nil {
-			if maxWait <= 0 {
+		if wake == nil || waiting && !lingering {
+			d := time.Until(deadline)
+			if waiting {
+				lingering, d = true, min(d, linger)
+			}
+			if d <= 0 {
 				flush = true
 				continue
 			}
-			t := time.NewTimer(maxWait)
-			defer t.Stop()
-			timeout = t.C
-		}
-		if waiting && lingered == nil {
-			if linger <= 0 {
-				flush = true
-				continue
-			}
-			t := time.NewTimer(linger)
-			defer t.Stop()
-			lingered = t.C
+			wake = time.After(d) // collected unfired once unreferenced (Go 1.23)
 		}
 		select {
 		case <-ch:
-		case <-lingered:
-			flush = true
-		case <-timeout:
+		case <-wake:
 			flush = true
 		case <-ctx.Done():
 			flush = true
@@ -259,8 +252,7 @@ func (s *Slot) Done(frames []*Frame) {
 	defer s.mu.Unlock()
 	s.emitted += uint64(len(frames))
 	for _, f := range frames {
-		if i := slices.Index(s.inFlight, f); i >= 0 {
-			s.inFlight = slices.Delete(s.inFlight, i, i+1)
+		if s.untakeLocked(f) {
 			if s.lossless {
 				s.bytes -= len(f.Data)
 			}
@@ -284,8 +276,7 @@ func (s *Slot) Requeue(frames []*Frame) {
 	if s.lossless {
 		var back []*Frame
 		for _, f := range frames {
-			if i := slices.Index(s.inFlight, f); i >= 0 {
-				s.inFlight = slices.Delete(s.inFlight, i, i+1)
+			if s.untakeLocked(f) {
 				back = append(back, f)
 			}
 		}
@@ -293,16 +284,12 @@ func (s *Slot) Requeue(frames []*Frame) {
 		return
 	}
 	for _, f := range frames[:len(frames)-1] { // not left by a live Take
-		if i := slices.Index(s.inFlight, f); i >= 0 {
-			s.inFlight = slices.Delete(s.inFlight, i, i+1)
+		if s.untakeLocked(f) {
 			s.recycleLocked(f)
 		}
 	}
 	f := frames[len(frames)-1]
-	i := slices.Index(s.inFlight, f)
-	if i >= 0 {
-		s.inFlight = slices.Delete(s.inFlight, i, i+1)
-	}
+	taken := s.untakeLocked(f)
 	if len(s.ready) == 0 && s.pending == 0 && s.later == 0 {
 		s.ready = append(s.ready, f)
 		s.pending = f.SkippedBefore
@@ -310,9 +297,20 @@ func (s *Slot) Requeue(frames []*Frame) {
 	}
 	s.pending += f.SkippedBefore + 1
 	s.skipped++
-	if i >= 0 {
+	if taken {
 		s.recycleLocked(f)
 	}
+}
+
+// untakeLocked removes f from the frames in flight and reports whether it
+// was one.
+func (s *Slot) untakeLocked(f *Frame) bool {
+	i := slices.Index(s.inFlight, f)
+	if i < 0 {
+		return false
+	}
+	s.inFlight = slices.Delete(s.inFlight, i, i+1)
+	return true
 }
 
 // End marks the end of the source: once the frames left are taken, Take
