@@ -177,7 +177,10 @@ func newPublishPulsar(cfg *edgeagent.ProcessorConfig) (edgeagent.Processor, erro
 }
 
 func (p *publishPulsar) Start(ctx context.Context, pc edgeagent.ProcessContext) error {
-	if err := checkPulsarFiles(p.opts); err != nil {
+	// Missing or unusable TLS files stop the flow from starting before the
+	// state directory is opened. (NewClient checks them again, and reads
+	// the token, naming the file or variable, never the token.)
+	if err := p.opts.TLS.Check(); err != nil {
 		return err
 	}
 	p.log = pc.Logger()

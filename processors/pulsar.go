@@ -44,7 +44,8 @@ func pulsarServiceURL(v string) error {
 }
 
 // pulsarOptions builds client options from the shared properties. It does
-// no I/O; the token and TLS files are read when connecting.
+// no I/O; the TLS files and the token are read at start (pulsar.NewClient)
+// and when connecting.
 func pulsarOptions(cfg *edgeagent.ProcessorConfig) (pulsar.Options, error) {
 	o := pulsar.Options{
 		ServiceURL: cfg.Property("service_url").String(),
@@ -55,7 +56,6 @@ func pulsarOptions(cfg *edgeagent.ProcessorConfig) (pulsar.Options, error) {
 		},
 		TokenFile: cfg.Property("token_file").String(),
 		TokenEnv:  cfg.Property("token_env").String(),
-		Logger:    cfg.Logger,
 	}
 	var err error
 	if o.TLS.AllowInsecure, err = boolProp(cfg, "tls_allow_insecure"); err != nil {
@@ -84,12 +84,6 @@ func pulsarOptions(cfg *edgeagent.ProcessorConfig) (pulsar.Options, error) {
 	}
 	return o, nil
 }
-
-// checkPulsarFiles reports missing or unusable TLS files at start, before
-// any state is opened, so a typo in a path stops the flow from starting
-// instead of retrying forever. (The token is read by pulsar.NewClient,
-// which names the file or variable, never the token, in its error.)
-func checkPulsarFiles(o pulsar.Options) error { return o.TLS.Check() }
 
 // pulsarTopicName returns the full name (persistent://tenant/namespace/name)
 // of a topic given as "name", "tenant/namespace/name" or a full name, the

@@ -42,6 +42,19 @@ type counters struct {
 	ackErrors                    atomic.Uint64
 }
 
+// send counts a completed send.
+func (c *counters) send(duplicate bool, err error) {
+	switch {
+	case err != nil:
+		c.sendErrors.Add(1)
+	case duplicate:
+		c.sent.Add(1)
+		c.duplicates.Add(1)
+	default:
+		c.sent.Add(1)
+	}
+}
+
 // Stats is a snapshot of a client's state and counters, for metrics.
 type Stats struct {
 	// Connected is true while at least one broker connection is open.

@@ -101,17 +101,6 @@ func waitAll(t testing.TB, ctx context.Context, pending []*pulsar.Pending) []pul
 	return out
 }
 
-// settled waits until the client counted at least sends completed sends
-// and returns its stats. A Pending completes before the client counts it
-// (Producer.finish calls complete, then adds to Sent, Duplicates or
-// SendErrors), so Stats read right after the last Wait can miss that one.
-func settled(t testing.TB, c *pulsar.Client, sends uint64) pulsar.Stats {
-	t.Helper()
-	require.Eventually(t, func() bool { s := c.Stats(); return s.Sent+s.SendErrors >= sends }, 5*time.Second, time.Millisecond,
-		"the client counts %d completed sends", sends)
-	return c.Stats()
-}
-
 // reconnected waits until the client counted a reconnection (the library
 // logs it after re-sending, so it can come just after the receipts).
 func reconnected(t testing.TB, c *pulsar.Client) {

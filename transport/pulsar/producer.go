@@ -168,10 +168,16 @@ func (p *Pending) Wait(ctx context.Context) (Receipt, error) {
 	}
 }
 
-func (p *Pending) complete(r Receipt, err error) bool {
+// complete records the outcome; only the first call counts. It adds the
+// outcome to count (when not nil) before waking the waiters, so Stats read
+// after Wait include this send, and reports whether this call completed p.
+func (p *Pending) complete(r Receipt, err error, count *counters) bool {
 	first := false
 	p.once.Do(func() {
 		p.receipt, p.err = r, err
+		if count != nil {
+			count.send(r.Duplicate, err)
+		}
 		close(p.done)
 		first = true
 	})
@@ -263,13 +269,13 @@ func (p *Producer) Topic() string { return p.topic }
 func (p *Producer) SendAsync(ctx context.Context, msg Message) *Pending {
 	pend := &Pending{done: make(chan struct{})}
 	if msg.SequenceID > math.MaxInt64 {
-		pend.complete(Receipt{}, fmt.Errorf("sequence id %d exceeds the int64 range", msg.SequenceID))
+		pend.complete(Receipt{}, fmt.Errorf("sequence id %d exceeds the int64 range", msg.SequenceID), nil)
 		return pend
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		pend.complete(Receipt{}, ErrClosed)
+		pend.complete(Receipt{}, ErrClosed, nil)
 		return pend
 	}
 	p.outstanding[pend] = struct{}{}
@@ -319,21 +325,12 @@ func (p *Producer) finish(pend *Pending, seq uint64, id pulsar.MessageID, err er
 		}
 		err = fmt.Errorf("sending to %s: %w", p.topic, p.c.watch.redactErr(err))
 	}
-	if !pend.complete(r, err) {
+	if !pend.complete(r, err, &p.c.count) {
 		return
 	}
 	p.mu.Lock()
 	delete(p.outstanding, pend)
 	p.mu.Unlock()
-	switch {
-	case err != nil:
-		p.c.count.sendErrors.Add(1)
-	case r.Duplicate:
-		p.c.count.sent.Add(1)
-		p.c.count.duplicates.Add(1)
-	default:
-		p.c.count.sent.Add(1)
-	}
 }
 
 // Send is SendAsync followed by Wait.
@@ -374,8 +371,6 @@ func (p *Producer) close() {
 	p.outstanding = map[*Pending]struct{}{}
 	p.mu.Unlock()
 	for pend := range left {
-		if pend.complete(Receipt{}, fmt.Errorf("sending to %s: %w", p.topic, ErrClosed)) {
-			p.c.count.sendErrors.Add(1)
-		}
+		pend.complete(Receipt{}, fmt.Errorf("sending to %s: %w", p.topic, ErrClosed), &p.c.count)
 	}
 }

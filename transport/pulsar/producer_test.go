@@ -83,7 +83,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 			require.Eventually(t, func() bool { return b.Backlog("roundtrip", "sub") == 0 },
 				5*time.Second, 10*time.Millisecond)
-			s := settled(t, c, n)
+			s := c.Stats()
 			require.True(t, s.Connected)
 			require.Equal(t, uint64(n), s.Sent)
 			require.Equal(t, uint64(n), s.Received)
@@ -144,7 +144,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 		require.Equal(t, uint64(i+1), m.SequenceID)
 		require.Equal(t, fmt.Sprintf("msg-%d", i+1), string(m.Payload))
 	}
-	s := settled(t, c, n)
+	s := c.Stats()
 	reconnected(t, c)
 	require.GreaterOrEqual(t, s.ConnectionsOpened, uint64(2))
 	require.Equal(t, uint64(n), s.Sent)
@@ -203,7 +203,7 @@ func TestDeduplicationAcrossProducerRestart(t *testing.T) {
 		require.Equal(t, uint64(i+1), m.SequenceID)
 	}
 	require.Equal(t, 5, b.DuplicatesDropped())
-	require.Equal(t, uint64(5), settled(t, c2, 15).Duplicates)
+	require.Equal(t, uint64(5), c2.Stats().Duplicates)
 }
 
 // Documents the caveat in the package doc: pulsar-client-go de-duplicates
