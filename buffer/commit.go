@@ -207,15 +207,7 @@ func (r *Repo) runTx(batch []*commitReq) (*txState, error) {
 				continue
 			}
 			if req.clear != nil {
-				n := 0
-				err := st.oldest(req.clear, func(_ []byte, _ time.Time, ff *edgeagent.FlowFile) (bool, error) {
-					if n >= clearLimit {
-						return false, nil
-					}
-					n++
-					st.dropEvent(provenance.EventDrop, req.clear, ff, req.details)
-					return true, nil
-				})
+				n, err := st.clear(req.clear, req.details)
 				if err != nil {
 					return err
 				}
@@ -484,6 +476,21 @@ func (st *txState) dropEvent(typ provenance.EventType, q *Queue, ff *edgeagent.F
 		Type: typ, Time: st.now, FlowFileID: ff.ID, Component: q.name, ComponentType: "Connection",
 		ContentSize: ff.Size, LineageStart: ff.LineageStart, Details: details,
 	})
+}
+
+// clear drops up to clearLimit of q's flowfiles that no session holds,
+// oldest first, and returns how many.
+func (st *txState) clear(q *Queue, details string) (int, error) {
+	n := 0
+	err := st.oldest(q, func(_ []byte, _ time.Time, ff *edgeagent.FlowFile) (bool, error) {
+		if n >= clearLimit {
+			return false, nil
+		}
+		n++
+		st.dropEvent(provenance.EventDrop, q, ff, details)
+		return true, nil
+	})
+	return n, err
 }
 
 // enforceDropOldest drops the oldest flowfiles of loss-tolerant queues that

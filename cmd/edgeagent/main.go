@@ -131,11 +131,8 @@ func cmdRun(args []string, reg *edgeagent.Registry, stderr io.Writer) error {
 	defer cancelRun()
 	var restart atomic.Bool
 	requestRestart := func() {
-		// Called on the C2 client's goroutine, which the drain waits for.
-		go func() {
-			restart.Store(true)
-			cancelRun()
-		}()
+		restart.Store(true)
+		cancelRun() // does not block: RunAgent drains on its own goroutine
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

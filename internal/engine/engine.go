@@ -33,7 +33,6 @@ type Engine struct {
 	ctl     sync.Mutex // serializes Stop, StopProcessor and StartProcessor
 	runCtx  context.Context
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
 	running atomic.Bool
 }
 
@@ -219,7 +218,12 @@ func (e *Engine) Stop(ctx context.Context) error {
 		}
 	}
 	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
+	go func() {
+		for _, n := range started {
+			n.tasks.Wait()
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -238,10 +242,8 @@ func (e *Engine) spawn(n *node) {
 	n.stop = make(chan struct{})
 	n.prepare(n.stop)
 	for range n.sched.Concurrency {
-		e.wg.Add(1)
 		n.tasks.Add(1)
 		go func() {
-			defer e.wg.Done()
 			defer n.tasks.Done()
 			n.runTask(e.runCtx, n.stop)
 		}()
